@@ -1,0 +1,274 @@
+"""Engines: one loaded model shared by every session of a process, fed by a micro-batcher.
+
+A session never calls a model directly. It submits one request to the stage's
+:class:`Engine`; the engine waits at most ``max_wait_ms`` for requests from other sessions
+to join, up to ``max_batch_size``, and runs them as one batch in the model's own worker
+thread. While a batch runs, the next one gathers, so a busy engine batches by itself and
+an idle one adds at most ``max_wait_ms`` of latency.
+
+The queue in front of the model is bounded: when it is full, :meth:`Engine.submit`
+raises :class:`~talkface.errors.Overloaded` at once instead of letting every session
+stutter. A request whose caller was cancelled (barge-in) is skipped before it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from talkface.errors import BackendError, Overloaded, TalkfaceError
+
+logger = logging.getLogger(__name__)
+
+RequestT = TypeVar("RequestT")
+ResultT = TypeVar("ResultT")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchingOptions:
+    """How an engine groups requests. Names follow Ray Serve's ``@serve.batch``.
+
+    Attributes:
+        max_batch_size: most requests run together in one model call.
+        max_wait_ms: longest a request waits for others to join its batch.
+        max_queue_size: requests waiting beyond this are refused with ``Overloaded``.
+        timeout_s: longest one batch may run before its requests fail (retryable).
+    """
+
+    max_batch_size: int = 8
+    max_wait_ms: float = 2.0
+    max_queue_size: int = 256
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        if self.max_wait_ms < 0:
+            raise ValueError("max_wait_ms must not be negative")
+        if self.max_queue_size < 1:
+            raise ValueError("max_queue_size must be at least 1")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+
+
+class ModelThread:
+    """The one worker thread a loaded model runs in.
+
+    Models are called from one thread only: most are not thread-safe, and on a small CPU
+    box one thread per engine avoids oversubscribing the cores.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"talkface-{name}"
+        )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the model thread without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the model thread from synchronous code and wait."""
+        return self._executor.submit(fn, *args).result()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters an engine keeps for metrics and for ``talkface bench profile``."""
+
+    requests: int = 0
+    batches: int = 0
+    refused: int = 0
+    failed: int = 0
+    skipped_cancelled: int = 0
+    batch_sizes: collections.Counter[int] = field(default_factory=collections.Counter)
+    recent_service_ms: collections.deque[tuple[int, float]] = field(
+        default_factory=lambda: collections.deque(maxlen=2048)
+    )
+    recent_wait_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=2048)
+    )
+
+    @property
+    def mean_batch_size(self) -> float:
+        return (self.requests - self.skipped_cancelled) / self.batches if self.batches else 0.0
+
+
+BatchObserver = Callable[[str, int, float, float], None]
+"""Called after each batch with (engine name, batch size, max wait ms, service ms)."""
+
+
+@dataclass(slots=True)
+class _Pending(Generic[RequestT, ResultT]):
+    request: RequestT
+    future: asyncio.Future[ResultT]
+    enqueued_s: float
+
+
+class Engine(Generic[RequestT, ResultT]):
+    """A model shared by sessions, behind a bounded micro-batching queue.
+
+    Args:
+        name: the engine's name in logs and metrics ("tts:joe", "animator").
+        run_batch: runs one batch and returns one result per request, in order. It is
+            awaited on the event loop and must do its blocking work in a worker thread
+            (backends do, through :class:`ModelThread`).
+        options: batching limits.
+        observers: callables told about every batch (metrics).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[list[RequestT]], Awaitable[list[ResultT]]],
+        options: BatchingOptions | None = None,
+        *,
+        observers: tuple[BatchObserver, ...] = (),
+    ) -> None:
+        self.name = name
+        self.options = options or BatchingOptions()
+        self.stats = EngineStats()
+        self._run_batch = run_batch
+        self._observers = observers
+        self._queue: asyncio.Queue[_Pending[RequestT, ResultT]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a batch right now."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def submit(self, request: RequestT) -> ResultT:
+        """Queue one request and wait for its result.
+
+        Raises:
+            Overloaded: the queue is full; nothing was queued.
+            BackendError: the model failed or timed out on this request's batch.
+        """
+        if self._closed:
+            raise Overloaded(f"engine {self.name} is shutting down; try again shortly")
+        queue = self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, loop.create_future(), time.perf_counter())
+        try:
+            queue.put_nowait(pending)
+        except asyncio.QueueFull:
+            self.stats.refused += 1
+            raise Overloaded(
+                f"engine {self.name} has {queue.qsize()} requests waiting "
+                f"(max_queue_size={self.options.max_queue_size}); try again shortly",
+                retry_after_s=1.0,
+            ) from None
+        self.stats.requests += 1
+        return await pending.future
+
+    def _ensure_worker(self) -> asyncio.Queue[_Pending[RequestT, ResultT]]:
+        if self._queue is None or self._worker is None or self._worker.done():
+            # A fresh event loop (tests, a restarted server) gets a fresh queue and worker.
+            self._queue = asyncio.Queue(maxsize=self.options.max_queue_size)
+            self._worker = asyncio.get_running_loop().create_task(
+                self._work(self._queue), name=f"engine-{self.name}"
+            )
+        return self._queue
+
+    async def _gather_batch(
+        self, queue: asyncio.Queue[_Pending[RequestT, ResultT]]
+    ) -> list[_Pending[RequestT, ResultT]]:
+        batch = [await queue.get()]
+        deadline = time.perf_counter() + self.options.max_wait_ms / 1000.0
+        while len(batch) < self.options.max_batch_size:
+            if not queue.empty():
+                batch.append(queue.get_nowait())
+                continue
+            remaining_s = deadline - time.perf_counter()
+            if remaining_s <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining_s):
+                    batch.append(await queue.get())
+            except TimeoutError:
+                break
+        return batch
+
+    async def _work(self, queue: asyncio.Queue[_Pending[RequestT, ResultT]]) -> None:
+        while True:
+            batch = await self._gather_batch(queue)
+            live = [p for p in batch if not p.future.done()]
+            self.stats.skipped_cancelled += len(batch) - len(live)
+            if not live:
+                continue
+            started_s = time.perf_counter()
+            max_wait_ms = (started_s - min(p.enqueued_s for p in live)) * 1000.0
+            try:
+                async with asyncio.timeout(self.options.timeout_s):
+                    results = await self._run_batch([p.request for p in live])
+                if len(results) != len(live):
+                    raise BackendError(
+                        f"engine {self.name} returned {len(results)} results for "
+                        f"{len(live)} requests; this is a bug in the backend",
+                        retryable=False,
+                    )
+            except asyncio.CancelledError:
+                for p in live:
+                    p.future.cancel()
+                raise
+            except TimeoutError:
+                self.stats.failed += len(live)
+                error = BackendError(
+                    f"engine {self.name} took longer than {self.options.timeout_s:g} s; "
+                    "the box may be overloaded, try again",
+                    retryable=True,
+                )
+                for p in live:
+                    if not p.future.done():
+                        p.future.set_exception(error)
+            except Exception as exc:  # noqa: BLE001 - every failure goes to its callers
+                self.stats.failed += len(live)
+                error = exc if isinstance(exc, TalkfaceError) else BackendError(
+                    f"engine {self.name} failed: {type(exc).__name__}: {exc}", retryable=False
+                )
+                if not isinstance(exc, TalkfaceError):
+                    logger.exception("engine %s batch failed", self.name)
+                for p in live:
+                    if not p.future.done():
+                        p.future.set_exception(error)
+            else:
+                for p, result in zip(live, results, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(result)
+            service_ms = (time.perf_counter() - started_s) * 1000.0
+            self.stats.batches += 1
+            self.stats.batch_sizes[len(live)] += 1
+            self.stats.recent_service_ms.append((len(live), service_ms))
+            self.stats.recent_wait_ms.append(max_wait_ms)
+            for observer in self._observers:
+                observer(self.name, len(live), max_wait_ms, service_ms)
+
+    async def aclose(self) -> None:
+        """Stop the worker; requests still waiting fail with ``Overloaded``."""
+        self._closed = True
+        worker, queue = self._worker, self._queue
+        self._worker = None
+        if worker is not None:
+            worker.cancel()
+            # wait() does not re-raise the worker's CancelledError, so ours still propagates.
+            await asyncio.wait([worker])
+        if queue is not None:
+            while not queue.empty():
+                pending = queue.get_nowait()
+                if not pending.future.done():
+                    pending.future.set_exception(
+                        Overloaded(f"engine {self.name} shut down before this request ran")
+                    )

@@ -1,0 +1,130 @@
+"""Speaking a turn: sentences → speech (TTS engine) → frames (animator engine).
+
+Two tasks run side by side, joined by a small bounded queue: the synthesiser speaks
+sentence ``i + 1`` while the animator draws sentence ``i``, and each sentence is spoken
+as soon as it exists (the sentences may still be coming from the LLM). Speech is laid
+end to end on the session's output timeline; frames follow the audio clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from talkface.engines import Engine
+from talkface.face.base import AnimationRequest, frame_pts_ns
+from talkface.messages import Message, Sentence, SpeechAudio, VideoFrame
+from talkface.pipeline.frames import FrameScheduler
+from talkface.text.normalize import normalize_text
+from talkface.trace import TurnTrace
+from talkface.tts.base import SynthesisRequest, VoiceInfo
+
+Emit = Callable[[Message], Awaitable[None]]
+_SPEECH_QUEUE_SIZE = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeakContext:
+    """What a session lends a turn: its engines, voice, avatar and timeline."""
+
+    tts: Engine[SynthesisRequest, SpeechAudio]
+    voice: VoiceInfo
+    animator: Engine[AnimationRequest, list[np.ndarray]]
+    avatar_id: str
+    fps: int
+    seed: int
+    speed: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpokenTurn:
+    """What a turn put on the timeline.
+
+    Attributes:
+        end_frame_index: one past the turn's last frame.
+        spoken_text: the sentences that were spoken, joined.
+        audio_end_ns: where the turn's speech ends on the timeline.
+    """
+
+    end_frame_index: int
+    spoken_text: str
+    audio_end_ns: int
+
+
+async def speak_turn(
+    sentences: AsyncIterable[Sentence],
+    ctx: SpeakContext,
+    *,
+    turn_id: int,
+    first_frame_index: int,
+    emit: Emit,
+    trace: TurnTrace,
+) -> SpokenTurn:
+    """Speak and animate ``sentences``; every message goes to ``emit`` as it is made."""
+    speech_queue: asyncio.Queue[SpeechAudio | None] = asyncio.Queue(_SPEECH_QUEUE_SIZE)
+    spoken: list[str] = []
+    scheduler = FrameScheduler(
+        avatar_id=ctx.avatar_id, fps=ctx.fps, first_frame_index=first_frame_index, seed=ctx.seed
+    )
+
+    async def synthesise() -> None:
+        cursor_ns = frame_pts_ns(first_frame_index, ctx.fps)
+        async for sentence in sentences:
+            trace.mark("first_sentence")
+            text = normalize_text(sentence.text, sentence.language)
+            if not text.strip():
+                continue
+            speech = await ctx.tts.submit(
+                SynthesisRequest(
+                    text=text,
+                    voice=ctx.voice,
+                    sentence_index=sentence.index,
+                    emotion=sentence.emotion,
+                    speed=ctx.speed,
+                )
+            )
+            speech = dataclasses.replace(speech, pts_ns=cursor_ns, turn_id=turn_id)
+            cursor_ns += speech.duration_ns
+            trace.mark("first_audio")
+            spoken.append(sentence.text)
+            await emit(speech)
+            await speech_queue.put(speech)
+        # Only on success: on failure the task group cancels the animator anyway.
+        await speech_queue.put(None)
+
+    async def animate() -> None:
+        while True:
+            speech = await speech_queue.get()
+            if speech is None:
+                scheduler.finish()
+            else:
+                scheduler.add_speech(speech)
+            while (plan := scheduler.next_plan()) is not None:
+                request = scheduler.take(plan)
+                images = await ctx.animator.submit(request)
+                for offset, image in enumerate(images):
+                    index = request.first_frame_index + offset
+                    trace.mark("first_video_frame")
+                    await emit(
+                        VideoFrame(
+                            image=image,
+                            pts_ns=frame_pts_ns(index, ctx.fps),
+                            index=index,
+                            turn_id=turn_id,
+                        )
+                    )
+            if speech is None:
+                return
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(synthesise(), name=f"tts-turn-{turn_id}")
+        group.create_task(animate(), name=f"animate-turn-{turn_id}")
+    return SpokenTurn(
+        end_frame_index=scheduler.next_frame_index,
+        spoken_text=" ".join(spoken),
+        audio_end_ns=scheduler.audio_end_ns,
+    )

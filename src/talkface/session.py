@@ -1,0 +1,151 @@
+"""A session: one conversation's state. Cheap: no model inside, many per process.
+
+A session owns its timeline (frames and speech are laid on it turn after turn), its
+voice, portrait, language and seed, and borrows the runtime's shared engines for every
+turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from talkface.clock import Clock, MonotonicClock
+from talkface.errors import BadInput, PayloadTooLarge
+from talkface.messages import EndOfTurn, Message, Sentence
+from talkface.pipeline.speak import SpeakContext, SpokenTurn, speak_turn
+from talkface.runtime import Runtime
+from talkface.text.language import detect_language
+from talkface.text.sentences import split_sentences
+from talkface.trace import TurnTrace
+
+_OUTPUT_QUEUE_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionOptions:
+    """How a session speaks and looks.
+
+    Attributes:
+        voice: voice name (None: the default voice of each text's language).
+        language: "en", "zh"... (None: detected from each text).
+        avatar_id: a prepared avatar (None: the default portrait).
+        speed: speaking rate, 1.0 natural.
+        seed: seeds blinks and head motion (None: random).
+    """
+
+    voice: str | None = None
+    language: str | None = None
+    avatar_id: str | None = None
+    speed: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: BaseException
+
+
+class Session:
+    """One conversation.
+
+    Args:
+        runtime: the host whose engines this session borrows.
+        options: voice, language, avatar...
+        clock: time source for latency traces.
+    """
+
+    def __init__(
+        self, runtime: Runtime, options: SessionOptions | None = None, *, clock: Clock | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.options = options or SessionOptions()
+        self.clock = clock or MonotonicClock()
+        self.seed = self.options.seed if self.options.seed is not None else random.getrandbits(31)
+        self.next_frame_index = 0
+        self.turn_id = 0
+        self.last_trace: TurnTrace | None = None
+
+    def check_text(self, text: str) -> str:
+        """The text stripped, or a clear error when it cannot be spoken."""
+        limit = self.runtime.settings.limits.max_text_chars
+        if len(text) > limit:
+            raise PayloadTooLarge(
+                f"text is {len(text)} characters; the limit is {limit} "
+                "(split it, or raise limits.max_text_chars)"
+            )
+        stripped = text.strip()
+        if not stripped or not any(ch.isalnum() for ch in stripped):
+            raise BadInput("nothing to say: the text is empty")
+        return stripped
+
+    async def say(self, text: str) -> AsyncIterator[Message]:
+        """Speak ``text``: yields :class:`SpeechAudio` and :class:`VideoFrame` messages as
+        they are made, then one :class:`EndOfTurn`.
+
+        Raises:
+            BadInput: the text is empty or too long, or the voice cannot speak it.
+            BackendError: a model failed.
+        """
+        text = self.check_text(text)
+        language = self.options.language or detect_language(text)
+        voice = self.runtime.resolve_voice(self.options.voice, language)
+        self.runtime.check_voice_language(voice, language)
+        trace = TurnTrace.start(self.clock)
+        self.last_trace = trace  # filled in as the turn goes
+        self.turn_id += 1
+        turn_id = self.turn_id
+        ctx = SpeakContext(
+            tts=await self.runtime.tts_engine(voice),
+            voice=voice,
+            animator=await self.runtime.animator_engine(),
+            avatar_id=self.options.avatar_id or await self.runtime.default_avatar(),
+            fps=self.runtime.settings.animator.fps,
+            seed=self.seed,
+            speed=self.options.speed,
+        )
+        pieces = split_sentences(text, language)
+
+        async def sentences() -> AsyncIterator[Sentence]:
+            for index, piece in enumerate(pieces):
+                yield Sentence(text=piece, index=index, language=language, turn_id=turn_id)
+
+        queue: asyncio.Queue[Message | _Failure] = asyncio.Queue(_OUTPUT_QUEUE_SIZE)
+
+        async def produce() -> None:
+            try:
+                spoken: SpokenTurn = await speak_turn(
+                    sentences(),
+                    ctx,
+                    turn_id=turn_id,
+                    first_frame_index=self.next_frame_index,
+                    emit=queue.put,
+                    trace=trace,
+                )
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer below
+                await queue.put(_Failure(exc))
+                return
+            self.next_frame_index = spoken.end_frame_index
+            await queue.put(EndOfTurn(turn_id=turn_id, spoken_text=spoken.spoken_text))
+
+        producer = asyncio.create_task(produce(), name=f"say-turn-{turn_id}")
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Failure):
+                    raise _unwrap(item.error)
+                yield item
+                if isinstance(item, EndOfTurn):
+                    break
+        finally:
+            producer.cancel()
+            await asyncio.wait([producer])
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) task-group exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
