@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from talkface.audio import pcm16_to_float32, resample
+from talkface.tts.base import SynthesisRequest, TTSBackend, TTSSettings
+
+RATE = 16_000
+Speak = Callable[..., np.ndarray]
 
 # Model runtimes print their own chatter to stderr; tests read stderr of the CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,3 +37,116 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never touch the user's ~/.cache/talkface (prepared avatars, models)."""
     if "TALKFACE_CACHE_DIR" not in os.environ:
         os.environ["TALKFACE_CACHE_DIR"] = str(tmp_path_factory.mktemp("talkface-cache"))
+
+
+@pytest.fixture(scope="session")
+def speak() -> Speak:
+    """``speak(voice, text, speed=1.0, pad_s=0.2)``: 16 kHz float32 speech.
+
+    ``voice``: "piper" (en_US-joe), "espeak" (espeak-ng English) or "espeak-zh"
+    (espeak-ng Mandarin). ``pad_s`` of silence is put either side, as the VAD leaves it.
+    """
+    from talkface.tts.espeak import EspeakTTS, voice_for_language
+    from talkface.tts.piper import PiperTTS
+    from talkface.tts.voices import resolve_voice
+
+    settings = TTSSettings()
+    voices: dict[str, TTSBackend] = {
+        "piper": PiperTTS.load(settings, resolve_voice("joe", "en", settings)),
+        "espeak": EspeakTTS.load(settings, voice_for_language("en")),
+        "espeak-zh": EspeakTTS.load(settings, voice_for_language("zh")),
+    }
+
+    def _speak(voice: str, text: str, speed: float = 1.0, pad_s: float = 0.2) -> np.ndarray:
+        tts = voices[voice]
+        speech = tts.synthesize(SynthesisRequest(text=text, voice=tts.voice, speed=speed))
+        audio = resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz, RATE)
+        pad = np.zeros(round(pad_s * RATE), dtype=np.float32)
+        return np.concatenate([pad, audio.astype(np.float32), pad])
+
+    return _speak
+
+
+_NUMBERS = {"4": "four", "6": "six", "3": "three"}
+_CONTRACTIONS = {"what's": "what is", "where's": "where is", "it's": "it is"}
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation; digits and contractions spelled out."""
+    out: list[str] = []
+    for token in re.sub(r"[^\w\s']", " ", text.lower()).split():
+        token = _CONTRACTIONS.get(token, _NUMBERS.get(token, token))
+        out.extend(token.split())
+    return out
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+    return row[-1]
+
+
+def word_error_rate(ref: str, hyp: str) -> float:
+    return edit_distance(words(ref), words(hyp)) / max(1, len(words(ref)))
+
+
+def han_error_rate(ref: str, hyp: str) -> float:
+    """Character error rate over Chinese characters only."""
+    ref_han = re.findall(r"[\u4e00-\u9fff]", ref)
+    hyp_han = re.findall(r"[\u4e00-\u9fff]", hyp)
+    return edit_distance(ref_han, hyp_han) / max(1, len(ref_han))
+
+
+@pytest.fixture(scope="session")
+def wer() -> Callable[[str, str], float]:
+    """Word error rate of a transcript against what was said (normalised words)."""
+    return word_error_rate
+
+
+@pytest.fixture(scope="session")
+def cer_zh() -> Callable[[str, str], float]:
+    """Character error rate over Chinese characters."""
+    return han_error_rate
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on the SmolLM2 GGUF, on 127.0.0.1."""
+    from talkface.llm.llama_cpp import model_path
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path("smollm2")),
+             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+             "--n_threads", "1", "--n_ctx", "2048", "--verbose", "False",
+             # By default this server cuts a running reply short when another request
+             # arrives; real servers (vLLM, Ollama) serve both.
+             "--interrupt_requests", "False"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama server died: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError("llama server did not start in 120 s")
+    yield f"http://127.0.0.1:{port}/v1"
+    process.terminate()
+    process.wait(timeout=30)

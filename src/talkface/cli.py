@@ -77,6 +77,87 @@ def say(
 
 @app.command()
 @handle_errors
+def chat(
+    audio: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--audio", help="A spoken question (any audio file), played in as a microphone would.",
+        dir_okay=False)] = None,
+    text: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--text", help="A typed question.")] = None,
+    script: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--script", help="Several turns, one per line ('@file.wav' for a spoken one).",
+        dir_okay=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "-o", "--output", help="Record the avatar's answers as an MP4.")] = None,
+    trace: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--trace", help="Write each turn's latency waterfall as JSON.", dir_okay=False)] = None,
+    llm: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--llm", help="LLM backend: llama-cpp (embedded) or openai (a server).")] = None,
+    llm_url: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--llm-url", help="Base URL of an OpenAI-compatible server.")] = None,
+    llm_model: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--llm-model", help="Model name (openai) or GGUF path (llama-cpp).")] = None,
+    llm_api_key: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--llm-api-key", envvar="TALKFACE_LLM_API_KEY", help="API key for the LLM server.")] = None,
+    persona: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--persona", help="The avatar's system prompt.")] = None,
+    lang: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--lang", help="Conversation language: en, zh (default: detected).")] = None,
+    voice: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--voice", help="Voice name (see: talkface voices).")] = None,
+    portrait: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--portrait", help="Photo of one face.", dir_okay=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for blinks and head motion.")] = None,  # noqa: UP007
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Talk with the avatar: a spoken or typed question, or a whole script."""
+    import asyncio
+
+    from talkface.commands.chat import ChatOptions, ScriptTurn, read_script, run_chat
+    from talkface.config import load_settings
+    from talkface.errors import BadInput
+
+    quiet_native_logs()
+    given = [name for name, value in (("--audio", audio), ("--text", text), ("--script", script))
+             if value is not None]
+    if len(given) != 1:
+        raise BadInput("give exactly one of --audio, --text or --script")
+    if audio is not None:
+        turns: tuple[ScriptTurn, ...] = (ScriptTurn(audio=audio),)
+    elif text is not None:
+        turns = (ScriptTurn(text=text),)
+    else:
+        assert script is not None
+        turns = read_script(script)
+    llm_overrides = {key: value for key, value in (
+        ("backend", llm), ("url", llm_url), ("model", llm_model), ("api_key", llm_api_key),
+    ) if value is not None}
+    if llm == "openai" and llm_model is None:
+        llm_overrides["model"] = "default"
+    settings = load_settings(config, **({"llm": llm_overrides} if llm_overrides else {}))
+    asyncio.run(run_chat(ChatOptions(
+        turns=turns, output=output, trace=trace, voice=voice, language=lang,
+        portrait=portrait, persona=persona, seed=seed, quiet=quiet,
+    ), settings))
+
+
+@app.command()
+@handle_errors
+def report(
+    trace: Annotated[Path, typer.Argument(help="A trace written by talkface chat --trace.",
+                                          dir_okay=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG to draw.")] = Path(
+        "waterfall.png"),
+) -> None:
+    """Draw a chat trace's per-turn latency waterfall as a PNG."""
+    from talkface.commands.report import draw_waterfall
+
+    draw_waterfall(trace, output)
+    out_console.print(f"wrote {output}")
+
+
+@app.command()
+@handle_errors
 def voices() -> None:
     """List the voices installed on this machine."""
     from rich.table import Table
@@ -118,6 +199,16 @@ def doctor(
         raise typer.Exit(EXIT_FAILED)
     if not quiet:
         out_console.print("[green]everything talkface needs is installed[/]")
+
+
+def _mount_planner() -> None:
+    # The planner's command lives with the planner; SimPy and matplotlib load only when it runs.
+    from talkface.planner.cli import plan_command
+
+    app.command("plan")(plan_command)
+
+
+_mount_planner()
 
 
 def main() -> None:

@@ -21,10 +21,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from talkface.asr.base import ASRSettings
 from talkface.errors import ConfigError
 from talkface.face.base import AnimatorSettings
+from talkface.llm.base import LLMSettings
 from talkface.output.mp4 import OutputSettings
 from talkface.tts.base import TTSSettings
+from talkface.vad.base import VADSettings
 
 
 class LimitSettings(BaseModel):
@@ -51,6 +54,9 @@ class Settings(BaseSettings):
         env_prefix="TALKFACE_", env_nested_delimiter="__", extra="forbid"
     )
 
+    vad: VADSettings = Field(default_factory=VADSettings)
+    asr: ASRSettings = Field(default_factory=ASRSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
     animator: AnimatorSettings = Field(default_factory=AnimatorSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)

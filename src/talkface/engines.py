@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from talkface.errors import BackendError, Overloaded, TalkfaceError
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,31 @@ class BatchingOptions:
             raise ValueError("max_queue_size must be at least 1")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+
+
+class BatchingSettings(BaseModel):
+    """An engine's batching limits as settings (each stage sets its own defaults).
+
+    Attributes:
+        max_batch_size: most requests run together in one model call.
+        max_wait_ms: longest a request waits for others to join its batch.
+        max_queue_size: requests waiting beyond this are refused with ``Overloaded``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(8, ge=1, le=256)
+    max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    max_queue_size: int = Field(256, ge=1)
+
+    def options(self, timeout_s: float) -> BatchingOptions:
+        """These limits, with ``timeout_s`` for a whole batch, as the engine takes them."""
+        return BatchingOptions(
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+            max_queue_size=self.max_queue_size,
+            timeout_s=timeout_s,
+        )
 
 
 class ModelThread:
@@ -143,6 +170,7 @@ class Engine(Generic[RequestT, ResultT]):
         self._observers = observers
         self._queue: asyncio.Queue[_Pending[RequestT, ResultT]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     @property
@@ -175,12 +203,17 @@ class Engine(Generic[RequestT, ResultT]):
         return await pending.future
 
     def _ensure_worker(self) -> asyncio.Queue[_Pending[RequestT, ResultT]]:
-        if self._queue is None or self._worker is None or self._worker.done():
+        loop = asyncio.get_running_loop()
+        if (
+            self._queue is None
+            or self._worker is None
+            or self._worker.done()
+            or self._loop is not loop
+        ):
             # A fresh event loop (tests, a restarted server) gets a fresh queue and worker.
+            self._loop = loop
             self._queue = asyncio.Queue(maxsize=self.options.max_queue_size)
-            self._worker = asyncio.get_running_loop().create_task(
-                self._work(self._queue), name=f"engine-{self.name}"
-            )
+            self._worker = loop.create_task(self._work(self._queue), name=f"engine-{self.name}")
         return self._queue
 
     async def _gather_batch(
@@ -261,7 +294,7 @@ class Engine(Generic[RequestT, ResultT]):
         self._closed = True
         worker, queue = self._worker, self._queue
         self._worker = None
-        if worker is not None:
+        if worker is not None and self._loop is asyncio.get_running_loop():
             worker.cancel()
             # wait() does not re-raise the worker's CancelledError, so ours still propagates.
             await asyncio.wait([worker])

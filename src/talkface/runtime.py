@@ -15,16 +15,28 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from talkface.asr.base import ASRBackend, ASRRequest
+from talkface.asr.registry import ASR_BACKENDS
 from talkface.config import Settings, load_settings
-from talkface.engines import BatchingOptions, BatchObserver, Engine
+from talkface.engines import BatchObserver, Engine
 from talkface.errors import BadInput
 from talkface.face.base import AnimationRequest, AnimatorBackend
-from talkface.face.registry import ANIMATOR_BACKENDS
 from talkface.face.portrait import load_portrait
-from talkface.messages import SpeechAudio
+from talkface.face.registry import ANIMATOR_BACKENDS
+from talkface.llm.base import (
+    ChatMessage,
+    GenerationRequest,
+    GenerationStats,
+    LLMBackend,
+    TokenStream,
+)
+from talkface.llm.registry import LLM_BACKENDS
+from talkface.messages import SpeechAudio, Transcript
 from talkface.registry import load_backend_class
 from talkface.tts.base import SynthesisRequest, TTSBackend, VoiceInfo
 from talkface.tts.voices import backend_class, resolve_voice
+from talkface.vad.base import VADBackend
+from talkface.vad.registry import VAD_BACKENDS
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +61,7 @@ class Runtime:
         self.backends: dict[str, Any] = {}
         """Loaded backends by engine key ("tts:joe", "animator"), for tools and tests."""
         self._default_avatar_id: str | None = None
+        self._primed_persona: str | None = None
 
     async def _once(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         if key in self._loaded:
@@ -83,16 +96,10 @@ class Runtime:
             logger.info("loading TTS %s", key)
             backend: TTSBackend = await asyncio.to_thread(cls.load, self.settings.tts, voice)
             self.backends[key] = backend
-            batching = self.settings.tts.batching
             engine: Engine[SynthesisRequest, SpeechAudio] = Engine(
                 key,
                 backend.synthesize_batch,
-                BatchingOptions(
-                    max_batch_size=batching.max_batch_size,
-                    max_wait_ms=batching.max_wait_ms,
-                    max_queue_size=batching.max_queue_size,
-                    timeout_s=self.settings.tts.timeout_s * 2,
-                ),
+                self.settings.tts.batching_options(),
                 observers=self._observers,
             )
             self._engines.append(engine)
@@ -118,22 +125,104 @@ class Runtime:
 
         async def load() -> Engine[AnimationRequest, list[np.ndarray]]:
             backend = await self.animator()
-            batching = self.settings.animator.batching
             engine: Engine[AnimationRequest, list[np.ndarray]] = Engine(
                 "animator",
                 backend.animate_batch,
-                BatchingOptions(
-                    max_batch_size=batching.max_batch_size,
-                    max_wait_ms=batching.max_wait_ms,
-                    max_queue_size=batching.max_queue_size,
-                    timeout_s=self.settings.animator.timeout_s * 2,
-                ),
+                self.settings.animator.batching_options(),
                 observers=self._observers,
             )
             self._engines.append(engine)
             return engine
 
         return await self._once("animator-engine", load)
+
+    async def vad(self) -> VADBackend:
+        """The loaded VAD model (sessions each get their own stream of it)."""
+        settings = self.settings.vad
+
+        async def load() -> VADBackend:
+            cls = load_backend_class("VAD", VAD_BACKENDS, settings.backend)
+            backend: VADBackend = await asyncio.to_thread(cls.load, settings)
+            self.backends["vad"] = backend
+            return backend
+
+        return await self._once("vad", load)
+
+    async def asr_backend(self) -> ASRBackend:
+        """The loaded speech recogniser."""
+        settings = self.settings.asr
+
+        async def load() -> ASRBackend:
+            cls = load_backend_class("ASR", ASR_BACKENDS, settings.backend)
+            logger.info("loading ASR %s (%s)", settings.backend, settings.model)
+            backend: ASRBackend = await asyncio.to_thread(cls.load, settings)
+            self.backends["asr"] = backend
+            return backend
+
+        return await self._once("asr", load)
+
+    async def asr_engine(self) -> Engine[ASRRequest, Transcript]:
+        """The ASR engine shared by all sessions."""
+
+        async def load() -> Engine[ASRRequest, Transcript]:
+            backend = await self.asr_backend()
+            engine: Engine[ASRRequest, Transcript] = Engine(
+                "asr",
+                backend.transcribe_batch,
+                self.settings.asr.batching_options(),
+                observers=self._observers,
+            )
+            self._engines.append(engine)
+            return engine
+
+        return await self._once("asr-engine", load)
+
+    async def llm_backend(self) -> LLMBackend:
+        """The loaded LLM (or the connection to an LLM server)."""
+        settings = self.settings.llm
+
+        async def load() -> LLMBackend:
+            cls = load_backend_class("LLM", LLM_BACKENDS, settings.backend)
+            logger.info("loading LLM %s (%s)", settings.backend, settings.model)
+            backend: LLMBackend = await asyncio.to_thread(cls.load, settings)
+            self.backends["llm"] = backend
+            return backend
+
+        return await self._once("llm", load)
+
+    async def llm_engine(self) -> Engine[GenerationRequest, GenerationStats]:
+        """The LLM engine shared by all sessions."""
+
+        async def load() -> Engine[GenerationRequest, GenerationStats]:
+            backend = await self.llm_backend()
+            engine: Engine[GenerationRequest, GenerationStats] = Engine(
+                "llm",
+                backend.generate_batch,
+                self.settings.llm.batching_options(),
+                observers=self._observers,
+            )
+            self._engines.append(engine)
+            return engine
+
+        return await self._once("llm-engine", load)
+
+    async def prime_llm(self, persona: str) -> None:
+        """Evaluate ``persona`` now, so the first reply only evaluates the user's words.
+
+        Only for backends that keep their evaluated prefix (llama.cpp); the system prompt
+        is the same prefix for every session that shares this persona.
+        """
+        backend = await self.llm_backend()
+        if not backend.capabilities.prefix_reuse or self._primed_persona == persona:
+            return
+        engine = await self.llm_engine()
+        stream = TokenStream()
+        await engine.submit(GenerationRequest(
+            messages=(ChatMessage(role="system", content=persona),
+                      ChatMessage(role="user", content="Hello")),
+            stream=stream, max_tokens=1, temperature=0.0,
+        ))
+        self._primed_persona = persona
 
     async def prepare_avatar(self, image: np.ndarray) -> str:
         """Prepare a portrait once (cached) and return its avatar id."""

@@ -11,8 +11,10 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from talkface.clock import Clock, MonotonicClock
+from talkface.engines import Engine
 from talkface.errors import BadInput, PayloadTooLarge
 from talkface.messages import EndOfTurn, Message, Sentence
 from talkface.pipeline.speak import SpeakContext, SpokenTurn, speak_turn
@@ -20,6 +22,7 @@ from talkface.runtime import Runtime
 from talkface.text.language import detect_language
 from talkface.text.sentences import split_sentences
 from talkface.trace import TurnTrace
+from talkface.tts.base import VoiceInfo
 
 _OUTPUT_QUEUE_SIZE = 64
 
@@ -93,13 +96,17 @@ class Session:
         language = self.options.language or detect_language(text)
         voice = self.runtime.resolve_voice(self.options.voice, language)
         self.runtime.check_voice_language(voice, language)
+        tts = await self.runtime.tts_engine(voice)
+
+        async def voice_for(sentence: Sentence) -> tuple[VoiceInfo, Engine[Any, Any]]:
+            return voice, tts
+
         trace = TurnTrace.start(self.clock)
         self.last_trace = trace  # filled in as the turn goes
         self.turn_id += 1
         turn_id = self.turn_id
         ctx = SpeakContext(
-            tts=await self.runtime.tts_engine(voice),
-            voice=voice,
+            voice_for=voice_for,
             animator=await self.runtime.animator_engine(),
             avatar_id=self.options.avatar_id or await self.runtime.default_avatar(),
             fps=self.runtime.settings.animator.fps,
@@ -135,17 +142,10 @@ class Session:
             while True:
                 item = await queue.get()
                 if isinstance(item, _Failure):
-                    raise _unwrap(item.error)
+                    raise item.error
                 yield item
                 if isinstance(item, EndOfTurn):
                     break
         finally:
             producer.cancel()
             await asyncio.wait([producer])
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) task-group exception groups."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error

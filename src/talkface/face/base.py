@@ -21,22 +21,12 @@ from typing import ClassVar, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from talkface.engines import ModelThread
+from talkface.engines import BatchingOptions, BatchingSettings, ModelThread
 from talkface.errors import BackendError, TalkfaceError
 from talkface.messages import NS_PER_S, Emotion, PhonemeSpan
 
 AUDIO_RATE_HZ = 16_000
 """Sample rate of the audio in :class:`AnimationRequest`."""
-
-
-class AnimatorBatching(BaseModel):
-    """Micro-batching limits of the animator engine."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int = Field(8, ge=1, le=256)
-    max_wait_ms: float = Field(2.0, ge=0, le=1000)
-    max_queue_size: int = Field(256, ge=1)
 
 
 class AnimatorSettings(BaseModel):
@@ -62,7 +52,13 @@ class AnimatorSettings(BaseModel):
     blinks_per_min: float = Field(14.0, ge=0.0, le=60.0)
     timeout_s: float = Field(30.0, gt=0)
     cache_dir: Path | None = None
-    batching: AnimatorBatching = Field(default_factory=AnimatorBatching)
+    batching: BatchingSettings = Field(
+        default_factory=lambda: BatchingSettings(max_batch_size=8, max_wait_ms=2.0, max_queue_size=256)
+    )
+
+    def batching_options(self) -> BatchingOptions:
+        """The engine limits for these settings."""
+        return self.batching.options(timeout_s=self.timeout_s * 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

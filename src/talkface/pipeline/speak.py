@@ -24,15 +24,18 @@ from talkface.trace import TurnTrace
 from talkface.tts.base import SynthesisRequest, VoiceInfo
 
 Emit = Callable[[Message], Awaitable[None]]
+VoiceChooser = Callable[
+    [Sentence], Awaitable[tuple[VoiceInfo, Engine[SynthesisRequest, SpeechAudio]]]
+]
+"""The voice (and its engine) that speaks a sentence: fixed, or by the sentence's language."""
 _SPEECH_QUEUE_SIZE = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpeakContext:
-    """What a session lends a turn: its engines, voice, avatar and timeline."""
+    """What a session lends a turn: its engines, voices, avatar and timeline."""
 
-    tts: Engine[SynthesisRequest, SpeechAudio]
-    voice: VoiceInfo
+    voice_for: VoiceChooser
     animator: Engine[AnimationRequest, list[np.ndarray]]
     avatar_id: str
     fps: int
@@ -78,10 +81,11 @@ async def speak_turn(
             text = normalize_text(sentence.text, sentence.language)
             if not text.strip():
                 continue
-            speech = await ctx.tts.submit(
+            voice, tts = await ctx.voice_for(sentence)
+            speech = await tts.submit(
                 SynthesisRequest(
                     text=text,
-                    voice=ctx.voice,
+                    voice=voice,
                     sentence_index=sentence.index,
                     emotion=sentence.emotion,
                     speed=ctx.speed,
@@ -120,11 +124,22 @@ async def speak_turn(
             if speech is None:
                 return
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(synthesise(), name=f"tts-turn-{turn_id}")
-        group.create_task(animate(), name=f"animate-turn-{turn_id}")
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(synthesise(), name=f"tts-turn-{turn_id}")
+            group.create_task(animate(), name=f"animate-turn-{turn_id}")
+    except BaseExceptionGroup as failed:
+        # Callers handle one error (a BackendError, a BadInput), not a task group's bundle.
+        raise first_error(failed) from None
     return SpokenTurn(
         end_frame_index=scheduler.next_frame_index,
         spoken_text=" ".join(spoken),
         audio_end_ns=scheduler.audio_end_ns,
     )
+
+
+def first_error(error: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error

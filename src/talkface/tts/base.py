@@ -13,21 +13,11 @@ from typing import ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from talkface.engines import ModelThread
+from talkface.engines import BatchingOptions, BatchingSettings, ModelThread
 from talkface.errors import BackendError, BadInput, TalkfaceError
 from talkface.messages import Emotion, SpeechAudio
 
 MAX_SENTENCE_CHARS = 2_000
-
-
-class TTSBatching(BaseModel):
-    """Micro-batching limits of a TTS engine (see :class:`talkface.engines.BatchingOptions`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int = Field(4, ge=1, le=256)
-    max_wait_ms: float = Field(2.0, ge=0, le=1000)
-    max_queue_size: int = Field(256, ge=1)
 
 
 class TTSSettings(BaseModel):
@@ -48,7 +38,13 @@ class TTSSettings(BaseModel):
     speed: float = Field(1.0, gt=0.25, le=4.0)
     timeout_s: float = Field(30.0, gt=0)
     num_threads: int = Field(1, ge=1, le=64)
-    batching: TTSBatching = Field(default_factory=TTSBatching)
+    batching: BatchingSettings = Field(
+        default_factory=lambda: BatchingSettings(max_batch_size=4, max_wait_ms=2.0, max_queue_size=256)
+    )
+
+    def batching_options(self) -> BatchingOptions:
+        """The engine limits for these settings."""
+        return self.batching.options(timeout_s=self.timeout_s * 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

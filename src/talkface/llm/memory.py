@@ -1,0 +1,104 @@
+"""Conversation memory: the persona, the turns so far, within a token budget.
+
+Every prompt is the system prompt, then as many of the most recent turns as fit in the
+budget (oldest dropped first), then the user's new message, leaving room for the reply.
+The prompt always starts with the same system prompt and grows turn by turn, so an LLM
+that keeps its evaluated prefix (llama.cpp) only evaluates the new part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from talkface.errors import BadInput
+from talkface.llm.base import ChatMessage
+
+INTERRUPTED_MARK = " [interrupted by the user]"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Turn:
+    """One exchange: what the user said and what the avatar said back.
+
+    Attributes:
+        user: the user's message.
+        assistant: what the avatar actually said (only the spoken part if interrupted).
+        interrupted: the user cut the avatar off.
+    """
+
+    user: str
+    assistant: str
+    interrupted: bool = False
+
+
+class ConversationMemory:
+    """Turns of one conversation and the prompts built from them.
+
+    Args:
+        persona: the system prompt.
+        budget_tokens: the model's context the prompt and reply must fit in.
+        reply_tokens: room kept for the reply.
+        count_tokens: the model's token counter.
+    """
+
+    def __init__(
+        self,
+        persona: str,
+        *,
+        budget_tokens: int,
+        reply_tokens: int,
+        count_tokens: Callable[[str], int],
+    ) -> None:
+        self.persona = persona
+        self.budget_tokens = budget_tokens
+        self.reply_tokens = reply_tokens
+        self._count = count_tokens
+        self._turns: list[Turn] = []
+        self._system_tokens = count_tokens(persona) + 4
+
+    @property
+    def turns(self) -> tuple[Turn, ...]:
+        return tuple(self._turns)
+
+    def record(self, user: str, assistant: str, *, interrupted: bool = False) -> None:
+        """Remember a finished (or interrupted) exchange."""
+        self._turns.append(Turn(user=user, assistant=assistant, interrupted=interrupted))
+
+    def amend_last(self, assistant: str, *, interrupted: bool) -> None:
+        """Correct the last answer (the user cut it off while it was still playing)."""
+        if self._turns:
+            last = self._turns[-1]
+            self._turns[-1] = Turn(user=last.user, assistant=assistant, interrupted=interrupted)
+
+    def prompt(self, user: str) -> tuple[ChatMessage, ...]:
+        """The messages to send for the user's new message.
+
+        Raises:
+            BadInput: the message alone does not fit in the model's context.
+        """
+        available = self.budget_tokens - self.reply_tokens - self._system_tokens
+        needed = self._count(user) + 4
+        if needed > available:
+            raise BadInput(
+                f"the message is about {needed} tokens; the model's context leaves room for "
+                f"{max(available, 0)}: shorten it"
+            )
+        available -= needed
+        kept: list[Turn] = []
+        for turn in reversed(self._turns):
+            cost = self._count(turn.user) + self._count(_spoken(turn)) + 8
+            if cost > available:
+                break
+            available -= cost
+            kept.append(turn)
+        messages = [ChatMessage(role="system", content=self.persona)]
+        for turn in reversed(kept):
+            messages.append(ChatMessage(role="user", content=turn.user))
+            messages.append(ChatMessage(role="assistant", content=_spoken(turn)))
+        messages.append(ChatMessage(role="user", content=user))
+        return tuple(messages)
+
+
+def _spoken(turn: Turn) -> str:
+    return turn.assistant + INTERRUPTED_MARK if turn.interrupted else turn.assistant

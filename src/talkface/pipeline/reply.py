@@ -1,0 +1,129 @@
+"""Replying: the LLM's token stream cut into sentences as they complete.
+
+Each delta is passed on (the client shows the reply as it is written) and fed to a
+:class:`~talkface.text.sentences.SentenceSplitter`; each complete sentence gets its
+language and expression and goes to the speech stage at once, while the LLM keeps
+writing. Whatever happens to the reader (barge-in, an error downstream), the generation
+is cancelled and its engine slot freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from talkface.engines import Engine
+from talkface.llm.base import ChatMessage, GenerationRequest, GenerationStats, TokenStream
+from talkface.llm.emotion import sentence_emotion
+from talkface.messages import Sentence, TextDelta
+from talkface.text.language import detect_language
+from talkface.text.sentences import SentenceSplitter
+from talkface.trace import TurnTrace
+
+
+@dataclass(slots=True)
+class ReplyText:
+    """The reply as written so far, and how its generation went."""
+
+    text: str = ""
+    stats: GenerationStats | None = None
+    sentences: list[Sentence] = field(default_factory=list)
+
+
+async def reply_sentences(
+    llm: Engine[GenerationRequest, GenerationStats],
+    messages: tuple[ChatMessage, ...],
+    *,
+    max_tokens: int,
+    temperature: float,
+    language: str | None,
+    turn_id: int,
+    trace: TurnTrace,
+    reply: ReplyText,
+    on_delta: Callable[[TextDelta], Awaitable[None]] | None = None,
+) -> AsyncIterator[Sentence]:
+    """Generate a reply to ``messages`` and yield it sentence by sentence.
+
+    Args:
+        llm: the shared LLM engine.
+        messages: the prompt.
+        max_tokens, temperature: generation limits.
+        language: the conversation's language, or None to detect it per sentence.
+        turn_id: copied to every message.
+        trace: gets ``llm_first_token``.
+        reply: filled in with the text, the sentences and the generation's stats.
+        on_delta: told about every text delta.
+    """
+    stream = TokenStream()
+    request = GenerationRequest(
+        messages=messages, stream=stream, max_tokens=max_tokens, temperature=temperature
+    )
+    generation = asyncio.ensure_future(llm.submit(request))
+    splitter = SentenceSplitter(language)
+    index = 0
+
+    def sentence(piece: str) -> Sentence | None:
+        nonlocal index
+        emotion, text = sentence_emotion(piece)
+        if not text.strip():
+            return None
+        made = Sentence(
+            text=text.strip(),
+            index=index,
+            language=language or detect_language(text),
+            emotion=emotion,
+            turn_id=turn_id,
+        )
+        index += 1
+        reply.sentences.append(made)
+        return made
+
+    try:
+        async for delta in _until_done(stream, generation):
+            trace.mark("llm_first_token")
+            reply.text += delta
+            if on_delta is not None:
+                await on_delta(TextDelta(text=delta, turn_id=turn_id))
+            for piece in splitter.feed(delta):
+                if (made := sentence(piece)) is not None:
+                    yield made
+        for piece in splitter.flush():
+            if (made := sentence(piece)) is not None:
+                yield made
+        reply.stats = await generation
+    finally:
+        stream.cancel()
+        if not generation.done():
+            generation.cancel()
+        await asyncio.wait([generation])
+
+
+async def _until_done(
+    stream: TokenStream, generation: asyncio.Future[GenerationStats]
+) -> AsyncIterator[str]:
+    """The stream's deltas; if the engine fails before the backend starts, its error."""
+    reader = stream.__aiter__()
+    while True:
+        next_delta = asyncio.ensure_future(anext(reader))
+        done, _ = await asyncio.wait({next_delta, generation}, return_when=asyncio.FIRST_COMPLETED)
+        if next_delta in done:
+            try:
+                yield next_delta.result()
+            except StopAsyncIteration:
+                return
+            continue
+        # The engine answered before the stream ended: a refusal (queue full) or a
+        # failure before generation began. Its stream may never be closed, so stop here.
+        if generation.exception() is not None:
+            next_delta.cancel()
+            await asyncio.wait([next_delta])
+            raise generation.exception()  # type: ignore[misc]
+        # Generation finished normally: drain the rest of the stream.
+        try:
+            yield await next_delta
+        except StopAsyncIteration:
+            return
+        async for delta in reader:
+            yield delta
+        return

@@ -1,0 +1,85 @@
+"""The embedded LLM: SmolLM2 from its PyPI package, through llama.cpp."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from talkface.engines import Engine
+from talkface.errors import ConfigError
+from talkface.llm.base import ChatMessage, GenerationRequest, LLMSettings, TokenStream
+from talkface.llm.llama_cpp import LlamaCppLLM, model_path
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def llm() -> LlamaCppLLM:
+    return LlamaCppLLM.load(LLMSettings(max_reply_tokens=40))
+
+
+def prompt(question: str, persona: str = "You are a helpful assistant.") -> tuple[ChatMessage, ...]:
+    return (ChatMessage(role="system", content=persona), ChatMessage(role="user", content=question))
+
+
+async def generate(llm: LlamaCppLLM, messages, max_tokens: int = 40, stop_after: int | None = None):
+    stream = TokenStream()
+    request = GenerationRequest(messages=messages, stream=stream, max_tokens=max_tokens)
+    generation = asyncio.ensure_future(llm.generate_batch([request]))
+    deltas = []
+    async for delta in stream:
+        deltas.append(delta)
+        if stop_after is not None and len(deltas) >= stop_after:
+            stream.cancel()
+    (stats,) = await generation
+    return deltas, stats
+
+
+async def test_the_reply_streams_token_by_token(llm: LlamaCppLLM) -> None:
+    deltas, stats = await generate(llm, prompt("What is the capital of France?"))
+    assert len(deltas) > 3
+    # A 135M-parameter model knows little, but it answers in words.
+    assert len("".join(deltas).split()) >= 3
+    assert stats.completion_tokens == len(deltas)
+
+
+async def test_the_shared_prefix_is_not_evaluated_again(llm: LlamaCppLLM) -> None:
+    persona = "You are Ava, a cheerful guide at the city museum. Keep answers short and kind."
+    await generate(llm, prompt("Where is the cafe?", persona), max_tokens=4)
+    _, stats = await generate(llm, prompt("When do you open?", persona), max_tokens=4)
+    assert stats.evaluated_prompt_tokens is not None
+    # Only the new question (and template tokens around it) needed evaluating.
+    assert stats.evaluated_prompt_tokens < stats.prompt_tokens / 2
+
+
+async def test_a_cancelled_reader_stops_the_generation(llm: LlamaCppLLM) -> None:
+    deltas, stats = await generate(llm, prompt("Count from one to fifty."), max_tokens=80,
+                                   stop_after=3)
+    assert stats.finish_reason == "cancelled"
+    assert stats.completion_tokens <= 5
+
+
+async def test_sessions_share_the_engine_and_are_served_in_turn(llm: LlamaCppLLM) -> None:
+    engine = Engine("llm", llm.generate_batch)
+
+    async def ask(question: str) -> str:
+        stream = TokenStream()
+        job = asyncio.ensure_future(engine.submit(
+            GenerationRequest(messages=prompt(question), stream=stream, max_tokens=12)))
+        text = "".join([delta async for delta in stream])
+        await job
+        return text
+
+    answers = await asyncio.gather(*(ask(q) for q in ("Say hello.", "Name a colour.", "Name a fruit.")))
+    assert all(answer.strip() for answer in answers)
+    await engine.aclose()
+
+
+def test_a_wrong_model_path_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="neither a GGUF file"):
+        model_path(str(tmp_path / "missing.gguf"))
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"not a model")
+    with pytest.raises(ConfigError, match="not a GGUF model file"):
+        model_path(str(fake))
