@@ -158,6 +158,22 @@ def report(
 
 @app.command()
 @handle_errors
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on.")] = None,  # noqa: UP007
+    port: Annotated[Optional[int], typer.Option(help="TCP port.", min=1, max=65535)] = None,  # noqa: UP007
+    workers: Annotated[int, typer.Option(help="Server processes (each loads the models).",
+                                         min=1, max=64)] = 1,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the avatar: browser client, WebRTC/WebSocket sessions, render jobs, OpenAI API."""
+    from talkface.commands.serve import run_serve
+
+    quiet_native_logs()
+    run_serve(host=host, port=port, workers=workers, config_file=config)
+
+
+@app.command()
+@handle_errors
 def voices() -> None:
     """List the voices installed on this machine."""
     from rich.table import Table

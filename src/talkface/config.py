@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from talkface.api.settings import ServerSettings
 from talkface.asr.base import ASRSettings
 from talkface.errors import ConfigError
 from talkface.face.base import AnimatorSettings
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     animator: AnimatorSettings = Field(default_factory=AnimatorSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @classmethod
     def settings_customise_sources(

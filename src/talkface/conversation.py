@@ -251,6 +251,11 @@ class Conversation:
         """No more input will come; the outbox ends after the last answer."""
         await self._inbox.put(_EndOfInput())
 
+    async def finished(self) -> None:
+        """Wait until the input has ended and the last answer is made."""
+        if self._input_task is not None:
+            await asyncio.wait([self._input_task])
+
     def messages(self) -> AsyncIterator[Message]:
         """Everything the avatar says and shows, in order (system messages first)."""
         return self._outbox.__aiter__()

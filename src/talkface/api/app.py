@@ -1,0 +1,78 @@
+"""The FastAPI application: ``create_app(settings)``, served by ``talkface serve``.
+
+Routes live in :mod:`talkface.api.routes`, one module per area; the browser client is
+served as static files from ``talkface/web``. Models load in the background at start
+(``/readyz`` says when they are ready); on shutdown, live sessions get a grace period to
+finish the answer they are giving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from fastapi import FastAPI
+
+from talkface.api.auth import Authenticator, KeyRing, RateLimiter, TokenSigner
+from talkface.api.errors import install_error_handlers
+from talkface.api.sessions import SessionRegistry
+from talkface.api.state import ServerState
+from talkface.config import Settings
+from talkface.runtime import Runtime
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None,
+               token_secret: bytes | None = None) -> FastAPI:
+    """The server application.
+
+    Args:
+        settings: the settings tree; ``settings.server.api_keys`` must not be empty.
+        runtime: engines to use (default: a new runtime on ``settings``).
+        token_secret: session-token signing secret (default: random per start).
+    """
+    runtime = runtime or Runtime(settings)
+    server = settings.server
+    state = ServerState(
+        settings=settings,
+        runtime=runtime,
+        auth=Authenticator(KeyRing(server.api_keys), TokenSigner(token_secret),
+                           RateLimiter(server.rate_limit)),
+        sessions=SessionRegistry(runtime, server.limits.max_sessions),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.warm_up_task = asyncio.create_task(state.warm_up(), name="warm-up")
+        try:
+            yield
+        finally:
+            await state.sessions.close_all(server.shutdown_grace_s)
+            if not state.warm_up_task.done():
+                state.warm_up_task.cancel()
+            await asyncio.wait([state.warm_up_task])
+            await runtime.aclose()
+
+    app = FastAPI(title="talkface", version="0.1.0", lifespan=lifespan,
+                  summary="Real-time talking digital humans")
+    app.state.talkface = state
+    install_error_handlers(app)
+    _include_routes(app)
+    _mount_web_client(app)
+    return app
+
+
+def _include_routes(app: FastAPI) -> None:
+    from talkface.api.routes import health
+
+    app.include_router(health.router)
+    # Each area adds its router here (one line each).
+
+
+def _mount_web_client(app: FastAPI) -> None:
+    from fastapi.staticfiles import StaticFiles
+
+    web = resources.files("talkface").joinpath("web")
+    if web.is_dir():
+        app.mount("/", StaticFiles(directory=str(web), html=True), name="web")

@@ -1,0 +1,64 @@
+"""Settings of ``talkface serve``: where it listens, who may use it, and how much."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RateLimitSettings(BaseModel):
+    """A token bucket per API key: ``requests_per_s`` sustained, ``burst`` at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_s: float = Field(10.0, gt=0)
+    burst: int = Field(40, ge=1)
+
+
+class ServerLimitSettings(BaseModel):
+    """What one request or the whole server may take; each refusal is a clear 4xx/503.
+
+    Attributes:
+        max_upload_bytes: largest upload (portrait, audio file).
+        max_audio_s: longest audio in one request (transcription, render input).
+        max_text_chars: longest text in one request.
+        max_sessions: live conversations at once; more are refused with 503.
+        max_pending_renders: render jobs waiting at once; more are refused with 503.
+        max_ws_message_bytes: largest WebSocket or data-channel message.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    max_audio_s: float = Field(120.0, gt=0)
+    max_text_chars: int = Field(4000, ge=1)
+    max_sessions: int = Field(8, ge=1)
+    max_pending_renders: int = Field(32, ge=1)
+    max_ws_message_bytes: int = Field(256 * 1024, ge=1024)
+
+
+class ServerSettings(BaseModel):
+    """Settings of the HTTP server.
+
+    Attributes:
+        host: address to listen on (127.0.0.1 keeps it on this machine).
+        port: TCP port.
+        api_keys: accepted API keys; empty means one is generated at start and printed.
+            Given on the command line or as ``TALKFACE_API_KEYS=k1,k2``; only their
+            hashes are kept in memory.
+        token_ttl_s: lifetime of a session token (what the browser page gets).
+        data_dir: where render jobs and their videos are kept (default: the cache dir).
+        shutdown_grace_s: on shutdown, how long turns in progress may take to finish.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: tuple[str, ...] = ()
+    token_ttl_s: float = Field(3600.0, gt=0)
+    data_dir: Path | None = None
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    limits: ServerLimitSettings = Field(default_factory=ServerLimitSettings)

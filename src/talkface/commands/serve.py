@@ -1,0 +1,80 @@
+"""``talkface serve``: the HTTP/WebRTC server on uvicorn, with a browser client."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from talkface.api.auth import KeyRing, TokenSigner, generate_api_key
+from talkface.commands._common import out_console
+from talkface.config import Settings, load_settings
+from talkface.errors import ConfigError
+
+_KEYS_ENV = "TALKFACE_API_KEYS"
+_SECRET_ENV = "TALKFACE_TOKEN_SECRET"
+
+
+def api_keys_from_env() -> tuple[str, ...]:
+    """``TALKFACE_API_KEYS=k1,k2`` as a tuple (empty when unset)."""
+    raw = os.environ.get(_KEYS_ENV, "")
+    return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+def create_app_from_env():  # type: ignore[no-untyped-def]
+    """uvicorn factory for worker processes: everything comes from the environment."""
+    from talkface.api.app import create_app
+
+    settings = load_settings(server={"api_keys": api_keys_from_env()})
+    secret = bytes.fromhex(os.environ[_SECRET_ENV]) if os.environ.get(_SECRET_ENV) else None
+    return create_app(settings, token_secret=secret)
+
+
+def run_serve(*, host: str | None, port: int | None, workers: int,
+              config_file: Path | None) -> None:
+    """Start the server; prints its URL, the API key it generated (if any) and a page URL."""
+    import uvicorn
+
+    keys = api_keys_from_env()
+    generated = None
+    if not keys:
+        generated = generate_api_key()
+        keys = (generated,)
+    overrides: dict[str, object] = {"api_keys": keys}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings: Settings = load_settings(config_file, server=overrides)
+    try:
+        KeyRing(keys)
+    except ValueError as exc:
+        raise ConfigError(f"{_KEYS_ENV}: {exc}") from None
+    # Workers must agree on keys and on the token secret: pass both down.
+    secret = secrets.token_bytes(32)
+    os.environ[_KEYS_ENV] = ",".join(keys)
+    os.environ[_SECRET_ENV] = secret.hex()
+    if config_file is not None:
+        os.environ["TALKFACE_CONFIG"] = str(config_file)
+    server = settings.server
+    base = f"http://{server.host}:{server.port}"
+    key_id = KeyRing(keys).identify(keys[0]) or ""
+    page_token, _ = TokenSigner(secret).issue(key_id, server.token_ttl_s)
+    out_console.print(f"talkface is starting on [bold]{base}[/] (models load in the background;"
+                      f" {base}/readyz says when they are ready)", soft_wrap=True)
+    if generated is not None:
+        out_console.print(f"API key (generated; set {_KEYS_ENV} to choose your own): "
+                          f"[bold]{generated}[/]", soft_wrap=True)
+    else:
+        out_console.print(f"API keys: {len(keys)} from {_KEYS_ENV}")
+    out_console.print(f"talk to the avatar: {base}/?token={page_token} "
+                      f"(a session token, valid {server.token_ttl_s / 60:.0f} min)", soft_wrap=True)
+    uvicorn.run(
+        "talkface.commands.serve:create_app_from_env",
+        factory=True,
+        host=server.host,
+        port=server.port,
+        workers=workers,
+        log_level="info",
+        timeout_graceful_shutdown=int(server.shutdown_grace_s) + 5,
+    )
