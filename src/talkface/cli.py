@@ -204,10 +204,10 @@ def doctor(
     checks = run_checks()
     failed = [c for c in checks if not c.ok]
     if not quiet:
-        table = Table("", "check", "detail", "fix")
+        table = Table("", "check", "needed by", "detail", "fix")
         for check in checks:
             mark = "[green]ok[/]" if check.ok else "[red]missing[/]"
-            table.add_row(mark, check.name, check.detail, check.fix)
+            table.add_row(mark, check.name, check.required_for, check.detail, check.fix)
         out_console.print(table)
     for check in failed:
         out_console.print(f"[red]missing:[/] {check.name} ({check.detail}); fix: {check.fix}")
@@ -217,14 +217,16 @@ def doctor(
         out_console.print("[green]everything talkface needs is installed[/]")
 
 
-def _mount_planner() -> None:
-    # The planner's command lives with the planner; SimPy and matplotlib load only when it runs.
+def _mount_subcommands() -> None:
+    # These commands live with their packages; heavy imports happen only when they run.
+    from talkface.commands.bench import app as bench_app
     from talkface.planner.cli import plan_command
 
     app.command("plan")(plan_command)
+    app.add_typer(bench_app, name="bench")
 
 
-_mount_planner()
+_mount_subcommands()
 
 
 def main() -> None:

@@ -107,6 +107,47 @@ def _check_piper_voice() -> Check:
     return Check(name="piper voice joe", ok=True, detail=voices[0].model_id)
 
 
+def _check_asr_models() -> Check:
+    from talkface.asr.models import locate_model
+    from talkface.errors import TalkfaceError
+
+    try:
+        files = locate_model("base")
+    except TalkfaceError as exc:
+        return Check(name="whisper base model", ok=False, detail="missing",
+                     fix=str(exc).split("run: ")[-1], required_for="chat")
+    return Check(name="whisper base model", ok=True, detail=str(files.path), required_for="chat")
+
+
+def _check_vad_model() -> Check:
+    from talkface.vad.silero import silero_model_path
+
+    path = silero_model_path()
+    return Check(name="silero VAD model", ok=path is not None,
+                 detail=str(path) if path else "not installed",
+                 fix="" if path else "pip install --no-deps silero-vad==6.2.3",
+                 required_for="chat")
+
+
+def _check_llm_model() -> Check:
+    from talkface.errors import TalkfaceError
+    from talkface.llm.llama_cpp import model_path
+
+    try:
+        path = model_path("smollm2")
+    except TalkfaceError as exc:
+        return Check(name="SmolLM2 GGUF", ok=False, detail="missing",
+                     fix=str(exc).split("run: ")[-1], required_for="chat")
+    return Check(name="SmolLM2 GGUF", ok=True, detail=str(path), required_for="chat")
+
+
+def _check_chromium() -> Check:
+    binary = shutil.which("chromium")
+    return Check(name="chromium (browser tests)", ok=binary is not None,
+                 detail=binary or "not installed",
+                 fix="" if binary else "sudo apt-get install chromium", required_for="tests")
+
+
 CHECKS: tuple[Callable[[], Check], ...] = (
     lambda: Check(
         name="python",
@@ -125,6 +166,15 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     lambda: _package("pypinyin", "pypinyin", "pip install pypinyin", "say"),
     lambda: _package("soxr", "soxr", "pip install soxr", "say"),
     _check_av,
+    lambda: _package("onnxruntime", "onnxruntime", "pip install onnxruntime", "chat"),
+    _check_vad_model,
+    lambda: _package("faster-whisper", "faster_whisper", "pip install 'talkface[asr]'", "chat"),
+    _check_asr_models,
+    lambda: _package("llama-cpp-python", "llama_cpp", "pip install 'talkface[llm]'", "chat"),
+    _check_llm_model,
+    lambda: _package("fastapi", "fastapi", "pip install 'talkface[server]'", "serve"),
+    lambda: _package("aiortc", "aiortc", "pip install 'talkface[server]'", "serve"),
+    _check_chromium,
 )
 
 

@@ -29,14 +29,14 @@ import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from talkface.asr.base import ASRRequest
-from talkface.asr.streaming import StreamingTranscriber
 from talkface.clock import Clock, MonotonicClock
+from talkface.conversation._hearing import Hearing
+from talkface.conversation._turns import ActiveTurn, TurnRecord, heard_text, same_audio
 from talkface.engines import Engine
 from talkface.errors import BackendError, BadInput, PayloadTooLarge, TalkfaceError
 from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, frame_pts_ns
@@ -50,7 +50,6 @@ from talkface.messages import (
     Message,
     Sentence,
     SpeechAudio,
-    Transcript,
 )
 from talkface.output.playout import Playout
 from talkface.output.queue import OutputQueue
@@ -61,7 +60,6 @@ from talkface.text.language import detect_language
 from talkface.trace import TurnTrace
 from talkface.tts.base import SynthesisRequest, VoiceInfo
 from talkface.vad.endpoint import (
-    Endpointer,
     SpeechDiscarded,
     SpeechEnd,
     SpeechPause,
@@ -72,7 +70,6 @@ from talkface.vad.endpoint import (
 logger = logging.getLogger(__name__)
 
 _INBOX_SIZE = 512
-_UTTERANCE_UPDATE_NS = 200_000_000  # how often the growing utterance goes to the ASR
 _TURN_GAP_FRAMES = 12  # offline: half a second of idle face between answers
 _IDLE_CHUNK_FRAMES = 25
 
@@ -101,26 +98,6 @@ class ConversationOptions:
     live: bool = True
 
 
-@dataclass(slots=True)
-class TurnRecord:
-    """What happened in one turn (for traces, reports and tests)."""
-
-    turn_id: int
-    source: Literal["speech", "text"]
-    trace: TurnTrace
-    transcript: str = ""
-    reply: str = ""
-    spoken: str = ""
-    interrupted: bool = False
-    error: str | None = None
-    evaluated_prompt_tokens: int | None = None
-    prompt_tokens: int = 0
-    interrupted_at_input_ns: int | None = None
-    """Input time of the end of the chunk whose speech cut this turn off (barge-in)."""
-    interrupting_onset_ns: int | None = None
-    """Where the VAD placed the start of that speech."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Text:
     text: str
@@ -134,19 +111,6 @@ class _Interrupt:
 @dataclass(frozen=True, slots=True)
 class _EndOfInput:
     pass
-
-
-@dataclass(eq=False)
-class _Turn:
-    """A turn being answered: its task, its held output, its record."""
-
-    record: TurnRecord
-    utterance: Utterance | None = None
-    task: asyncio.Task[None] | None = None
-    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
-    held: list[Message] = field(default_factory=list)
-    speech: list[SpeechAudio] = field(default_factory=list)
-    recorded: bool = False  # the answer is in the conversation memory
 
 
 class Conversation:
@@ -182,18 +146,15 @@ class Conversation:
             asyncio.Queue(_INBOX_SIZE)
         )
         self._memory: ConversationMemory | None = None
-        self._endpointer: Endpointer | None = None
-        self._transcriber: StreamingTranscriber | None = None
-        self._partials_task: asyncio.Task[None] | None = None
-        self._last_update_ns = 0
-        self._turn: _Turn | None = None
-        self._speculative: _Turn | None = None
+        self._hearing = Hearing(self.runtime, language=self.options.language, clock=self.clock,
+                                publish=self._outbox.put)
+        self._turn: ActiveTurn | None = None
+        self._speculative: ActiveTurn | None = None
         self._turn_counter = 0
         self._next_frame_index = 0
         self._start_ns = self.clock.now_ns()
         self._input_origin_ns: int | None = None  # clock time of input pts 0
         self._input_task: asyncio.Task[None] | None = None
-        self._heard_speech = False
         self._chunk_end_ns: int | None = None  # input time of the chunk being handled
         self._onset_ns: int | None = None  # the latest speech onset the VAD reported
 
@@ -217,7 +178,7 @@ class Conversation:
 
     async def aclose(self) -> None:
         """Stop everything this conversation started; its outbox ends."""
-        tasks = [t for t in (self._input_task, self._partials_task) if t is not None]
+        tasks = [self._input_task] if self._input_task is not None else []
         for turn in (self._turn, self._speculative):
             if turn is not None and turn.task is not None:
                 tasks.append(turn.task)
@@ -225,8 +186,7 @@ class Conversation:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        if self._transcriber is not None:
-            await self._transcriber.aclose()
+        await self._hearing.close()
         self._outbox.close()
 
     # --- what clients call -----------------------------------------------------------------
@@ -291,33 +251,16 @@ class Conversation:
         self._chunk_end_ns = chunk.pts_ns + chunk.duration_ns
         if self._input_origin_ns is None:
             self._input_origin_ns = self.clock.now_ns() - chunk.pts_ns
-        endpointer = await self._get_endpointer()
-        for event in await endpointer.apush(chunk):
+        for event in await self._hearing.push(chunk):
             await self._on_vad_event(event)
-        transcriber = self._transcriber
-        now = self.clock.now_ns()
-        if transcriber is not None and endpointer.in_speech and (
-            now - self._last_update_ns >= _UTTERANCE_UPDATE_NS
-        ):
-            self._last_update_ns = now
-            utterance = endpointer.utterance_audio()
-            if utterance is not None:
-                transcriber.update(utterance)
-
-    async def _get_endpointer(self) -> Endpointer:
-        if self._endpointer is None:
-            self._endpointer = Endpointer(await self.runtime.vad(), self.runtime.settings.vad)
-        return self._endpointer
 
     async def _on_vad_event(self, event: Any) -> None:
         if isinstance(event, SpeechStart):
-            self._heard_speech = True
             self._onset_ns = event.pts_ns
             await self._barge_in("barge_in")
-            await self._new_transcriber()
+            await self._hearing.new_utterance(self._turn_counter + 1)
         elif isinstance(event, SpeechPause):
-            if self._transcriber is not None:
-                self._transcriber.pause(event.utterance)
+            self._hearing.pause(event.utterance)
             await self._cancel_speculative()
             record = self._new_record("speech", speculative=True)
             self._speculative = self._start_turn(record, utterance=event.utterance)
@@ -325,14 +268,13 @@ class Conversation:
             await self._on_speech_end(event.utterance)
         elif isinstance(event, SpeechDiscarded):
             await self._cancel_speculative()
-            await self._close_transcriber()
+            await self._hearing.close()
 
     async def _on_speech_end(self, utterance: Utterance) -> None:
-        # The final transcript is coming; late partials would only confuse the client.
-        await self._stop_partials()
+        await self._hearing.stop_partials()
         speculative, self._speculative = self._speculative, None
         if speculative is not None and speculative.utterance is not None and (
-            _same_audio(speculative.utterance, utterance)
+            same_audio(speculative.utterance, utterance)
         ):
             turn = speculative
         else:
@@ -355,11 +297,10 @@ class Conversation:
         turn.confirmed.set()
 
     async def _on_end_of_input(self) -> None:
-        if self._endpointer is not None:
-            for event in self._endpointer.flush():
-                await self._on_vad_event(event)
+        for event in self._hearing.flush():
+            await self._on_vad_event(event)
         await self._cancel_speculative()
-        if self._endpointer is not None and not self._heard_speech and not self.turns:
+        if self._hearing.started and not self._hearing.heard_anything and not self.turns:
             await self._outbox.put(Error(
                 code="no_speech",
                 message="no speech was heard in the audio; check the microphone or file",
@@ -367,51 +308,13 @@ class Conversation:
             ))
         if self._turn is not None and self._turn.task is not None:
             await asyncio.wait([self._turn.task])
-        await self._close_transcriber()
+        await self._hearing.close()
         self._outbox.close()
 
     def _input_time(self, pts_ns: int) -> int:
         """Clock time at which input time ``pts_ns`` was spoken (input arrives in real time)."""
         origin = self._input_origin_ns if self._input_origin_ns is not None else self._start_ns
         return origin + pts_ns
-
-    # --- transcription ---------------------------------------------------------------------
-
-    async def _new_transcriber(self) -> None:
-        await self._close_transcriber()
-        asr = await self.runtime.asr_engine()
-        backend = await self.runtime.asr_backend()
-
-        async def submit(request: ASRRequest) -> Transcript:
-            # A bad request fails here, alone, not the whole batch it would join.
-            backend.check_request(request)
-            return await asr.submit(request)
-
-        transcriber = StreamingTranscriber(
-            submit,
-            partial_interval_ms=self.runtime.settings.asr.partial_interval_ms,
-            language=self.options.language or self.runtime.settings.asr.language,
-            turn_id=self._turn_counter + 1,
-            clock=self.clock,
-        )
-        self._transcriber = transcriber
-        self._partials_task = asyncio.create_task(self._forward_partials(transcriber))
-
-    async def _forward_partials(self, transcriber: StreamingTranscriber) -> None:
-        async for partial in transcriber.partials():
-            await self._outbox.put(dataclasses.replace(partial, turn_id=self._turn_counter + 1))
-
-    async def _stop_partials(self) -> None:
-        task, self._partials_task = self._partials_task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-
-    async def _close_transcriber(self) -> None:
-        transcriber, self._transcriber = self._transcriber, None
-        if transcriber is not None:
-            await transcriber.aclose()
-        await self._stop_partials()
 
     # --- turns ---------------------------------------------------------------------------
 
@@ -424,8 +327,8 @@ class Conversation:
         return TurnRecord(turn_id=turn_id, source=source, trace=TurnTrace.start(self.clock))
 
     def _start_turn(self, record: TurnRecord, *, text: str | None = None,
-                    utterance: Utterance | None = None) -> _Turn:
-        turn = _Turn(record=record, utterance=utterance)
+                    utterance: Utterance | None = None) -> ActiveTurn:
+        turn = ActiveTurn(record=record, utterance=utterance)
         if text is not None:
             record.transcript = text
             turn.confirmed.set()
@@ -433,7 +336,7 @@ class Conversation:
         turn.task = asyncio.create_task(self._run_turn(turn, text), name=f"turn-{record.turn_id}")
         return turn
 
-    async def _emit(self, turn: _Turn, message: Message) -> None:
+    async def _emit(self, turn: ActiveTurn, message: Message) -> None:
         if isinstance(message, SpeechAudio):
             turn.speech.append(message)
         if not turn.confirmed.is_set():
@@ -445,7 +348,7 @@ class Conversation:
                 await self._outbox.put(early)
         await self._outbox.put(message)
 
-    async def _run_turn(self, turn: _Turn, text: str | None) -> None:
+    async def _run_turn(self, turn: ActiveTurn, text: str | None) -> None:
         record = turn.record
         trace = record.trace
         try:
@@ -470,12 +373,13 @@ class Conversation:
                 await self._report(exc, record.turn_id)
                 await self._outbox.put(EndOfTurn(turn_id=record.turn_id, interrupted=True))
 
-    async def _final_transcript(self, turn: _Turn) -> str | None:
+    async def _final_transcript(self, turn: ActiveTurn) -> str | None:
         record = turn.record
-        transcriber = self._transcriber
-        if transcriber is None or turn.utterance is None:
+        if turn.utterance is None:
             return None
-        transcript = await transcriber.final_for(turn.utterance)
+        transcript = await self._hearing.final_for(turn.utterance)
+        if transcript is None:
+            return None
         record.trace.mark("asr_final")
         await turn.confirmed.wait()
         self.turns.append(record)
@@ -494,7 +398,7 @@ class Conversation:
             return None
         return transcript.text
 
-    async def _answer(self, turn: _Turn, text: str) -> None:
+    async def _answer(self, turn: ActiveTurn, text: str) -> None:
         record = turn.record
         runtime = self.runtime
         settings = runtime.settings
@@ -584,7 +488,7 @@ class Conversation:
         if making:
             turn.task.cancel()
             await asyncio.wait([turn.task])
-        record.spoken = _heard_text(turn.speech, heard_ns)
+        record.spoken = heard_text(turn.speech, heard_ns)
         record.interrupted = True
         await self._outbox.put(EndOfTurn(turn_id=record.turn_id, interrupted=True,
                                          spoken_text=record.spoken))
@@ -599,7 +503,7 @@ class Conversation:
         if turn is not None:
             await self._cancel_turn(turn)
 
-    async def _cancel_turn(self, turn: _Turn) -> None:
+    async def _cancel_turn(self, turn: ActiveTurn) -> None:
         if turn.task is not None and not turn.task.done():
             turn.task.cancel()
             await asyncio.wait([turn.task])
@@ -629,17 +533,3 @@ class Conversation:
                 seed=self.seed,
             )))
         return frames
-
-
-def _same_audio(a: Utterance, b: Utterance) -> bool:
-    return a.start_pts_ns == b.start_pts_ns and a.end_pts_ns == b.end_pts_ns and len(
-        a.audio
-    ) == len(b.audio)
-
-
-def _heard_text(speech: list[SpeechAudio], heard_ns: int | None) -> str:
-    """The sentences the listener had started hearing when the answer was cut."""
-    if heard_ns is None:
-        return ""
-    return " ".join(s.text for s in speech if s.pts_ns <= heard_ns and s.text)
-
