@@ -63,6 +63,11 @@ class Runtime:
         self._default_avatar_id: str | None = None
         self._primed_persona: str | None = None
 
+    @property
+    def engines(self) -> tuple[Engine[Any, Any], ...]:
+        """The engines loaded so far (for metrics: queue depths, batch stats)."""
+        return tuple(self._engines)
+
     async def _once(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         if key in self._loaded:
             return self._loaded[key]

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from talkface.api.auth import Authenticator, KeyRing, RateLimiter, TokenSigner
 from talkface.api.errors import install_error_handlers
+from talkface.api.metrics import MetricsMiddleware, ServerMetrics
 from talkface.api.sessions import SessionRegistry
 from talkface.api.state import ServerState
 from talkface.config import Settings
@@ -32,7 +33,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None,
         runtime: engines to use (default: a new runtime on ``settings``).
         token_secret: session-token signing secret (default: random per start).
     """
-    runtime = runtime or Runtime(settings)
+    metrics = ServerMetrics()
+    # A runtime passed in keeps its own observers (engine batch metrics need this one).
+    runtime = runtime or Runtime(settings, observers=(metrics.observe_batch,))
     server = settings.server
     state = ServerState(
         settings=settings,
@@ -57,6 +60,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None,
     app = FastAPI(title="talkface", version="0.1.0", lifespan=lifespan,
                   summary="Real-time talking digital humans")
     app.state.talkface = state
+    app.state.metrics = metrics
+    metrics.watch(state)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     _include_routes(app)
     _mount_web_client(app)
@@ -64,9 +70,14 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None,
 
 
 def _include_routes(app: FastAPI) -> None:
-    from talkface.api.routes import health
+    from talkface.api.routes import avatars, health, metrics, openai, renders, sessions
 
     app.include_router(health.router)
+    app.include_router(openai.router)
+    app.include_router(renders.router)
+    app.include_router(avatars.router)
+    app.include_router(metrics.router)
+    app.include_router(sessions.router)
     # Each area adds its router here (one line each).
 
 

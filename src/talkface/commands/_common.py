@@ -55,7 +55,7 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise SystemExit(EXIT_INTERRUPTED) from None
-        except (SystemExit, click_exceptions()):
+        except (SystemExit, *click_exceptions()):
             raise
         except Exception as exc:
             if os.environ.get("TALKFACE_DEBUG"):

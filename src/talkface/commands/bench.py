@@ -42,3 +42,44 @@ def profile(
         out_console.print(f"{stage:9s} {engine.backend:32s} p50 {first.p50_ms:8.1f} ms for "
                           f"{first.work_units:g} {engine.cost.unit} (batch {first.batch_size})")
     out_console.print(f"wrote {output}")
+
+
+@app.command("load")
+@handle_errors
+def load(
+    sessions: Annotated[int, typer.Option(help="Concurrent users.", min=1, max=64)] = 1,
+    minutes: Annotated[float, typer.Option(help="How long they talk.", min=0.1, max=120)] = 2.0,
+    think_s: Annotated[float, typer.Option(help="Pause between an answer and the next question.",
+                                           min=0, max=600)] = 2.0,
+    url: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        help="A running server (default: start one on 127.0.0.1).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        envvar="TALKFACE_API_KEY", help="API key of --url.")] = None,
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "-o", "--output", help="Write every turn's measurements as JSON.", dir_okay=False)] = None,
+) -> None:
+    """Real concurrent talkers against a real server: latency, fps, drops, errors, CPU."""
+    import asyncio
+    import dataclasses
+    import json
+
+    from talkface.bench.load import LoadOptions, run_load
+    from talkface.errors import ConfigError
+
+    quiet_native_logs()
+    if url is not None and not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
+        raise ConfigError("bench load only talks to a server on this machine (loopback)")
+    if url is not None and api_key is None:
+        raise ConfigError("--url needs --api-key (or TALKFACE_API_KEY)")
+    options = LoadOptions(sessions=sessions, duration_s=minutes * 60, think_s=think_s, url=url,
+                          api_key=api_key)
+    with err_console.status("load test") as status:
+        result = asyncio.run(run_load(options, progress=lambda line: status.update(line)))
+    summary = result.summary()
+    for name, value in summary.items():
+        out_console.print(f"{name:20s} {value}")
+    if output is not None:
+        output.write_text(json.dumps({"summary": summary,
+                                      "turns": [dataclasses.asdict(t) for t in result.turns]},
+                                     indent=2) + "\n", encoding="utf-8")
+        out_console.print(f"wrote {output}")

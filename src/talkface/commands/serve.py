@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from pathlib import Path
 
 from talkface.api.auth import KeyRing, TokenSigner, generate_api_key
@@ -13,6 +14,7 @@ from talkface.errors import ConfigError
 
 _KEYS_ENV = "TALKFACE_API_KEYS"
 _SECRET_ENV = "TALKFACE_TOKEN_SECRET"
+_served = False  # set once uvicorn, in this process, has asked for the app
 
 
 def api_keys_from_env() -> tuple[str, ...]:
@@ -24,6 +26,9 @@ def api_keys_from_env() -> tuple[str, ...]:
 def create_app_from_env():  # type: ignore[no-untyped-def]
     """uvicorn factory for worker processes: everything comes from the environment."""
     from talkface.api.app import create_app
+
+    global _served
+    _served = True
 
     settings = load_settings(server={"api_keys": api_keys_from_env()})
     secret = bytes.fromhex(os.environ[_SECRET_ENV]) if os.environ.get(_SECRET_ENV) else None
@@ -69,6 +74,9 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
         out_console.print(f"API keys: {len(keys)} from {_KEYS_ENV}")
     out_console.print(f"talk to the avatar: {base}/?token={page_token} "
                       f"(a session token, valid {server.token_ttl_s / 60:.0f} min)", soft_wrap=True)
+    # uvicorn shuts down gracefully on SIGTERM, then raises SIGTERM again so that the
+    # process dies of it; a clean shutdown should exit 0 for service managers instead.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     uvicorn.run(
         "talkface.commands.serve:create_app_from_env",
         factory=True,
@@ -78,3 +86,14 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
         log_level="info",
         timeout_graceful_shutdown=int(server.shutdown_grace_s) + 5,
     )
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM while uvicorn is not handling it.
+
+    Once the app has been served, this is uvicorn raising it again after its graceful
+    shutdown: nothing is left to do, and the process exits 0. Before that, the server is
+    still starting: stop as Ctrl-C would.
+    """
+    if not _served:
+        raise KeyboardInterrupt

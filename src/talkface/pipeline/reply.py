@@ -104,26 +104,24 @@ async def _until_done(
 ) -> AsyncIterator[str]:
     """The stream's deltas; if the engine fails before the backend starts, its error."""
     reader = stream.__aiter__()
-    while True:
-        next_delta = asyncio.ensure_future(anext(reader))
-        done, _ = await asyncio.wait({next_delta, generation}, return_when=asyncio.FIRST_COMPLETED)
-        if next_delta in done:
+    next_delta: asyncio.Future[str] | None = None
+    try:
+        while True:
+            next_delta = asyncio.ensure_future(anext(reader))
+            done, _ = await asyncio.wait({next_delta, generation},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if next_delta not in done and generation.exception() is not None:
+                # The engine refused (queue full) or failed before generating: its
+                # stream may never close, so stop reading it.
+                raise generation.exception()  # type: ignore[misc]
             try:
-                yield next_delta.result()
+                delta = await next_delta
             except StopAsyncIteration:
                 return
-            continue
-        # The engine answered before the stream ended: a refusal (queue full) or a
-        # failure before generation began. Its stream may never be closed, so stop here.
-        if generation.exception() is not None:
+            next_delta = None
+            yield delta
+    finally:
+        # A reader that stops early (barge-in) leaves no read pending behind it.
+        if next_delta is not None and not next_delta.done():
             next_delta.cancel()
             await asyncio.wait([next_delta])
-            raise generation.exception()  # type: ignore[misc]
-        # Generation finished normally: drain the rest of the stream.
-        try:
-            yield await next_delta
-        except StopAsyncIteration:
-            return
-        async for delta in reader:
-            yield delta
-        return

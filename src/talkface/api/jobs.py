@@ -1,0 +1,299 @@
+"""Render jobs: accepted at once, rendered in the background, kept across restarts.
+
+:class:`RenderQueue` is what the ``/v1/renders`` routes talk to. It stores each job in
+the :class:`~talkface.api.store.Store` before answering 202, so a job that was accepted
+is never lost: when the server stops, the job it is rendering goes back to the queue,
+and when a server starts on the same ``data_dir`` it renders what is queued, oldest
+first. A few jobs render at once (:data:`RENDERS_AT_ONCE`), next to the live sessions
+and through the same engines; more wait, up to ``limits.max_pending_renders``, beyond
+which new jobs are refused with 503.
+
+While a job renders, its worker renews its lease and records progress every
+:data:`HEARTBEAT_S`; a cancel (``DELETE``) reaches it within that time, or at once when
+the job runs in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from talkface.api.metrics import ServerMetrics
+from talkface.api.render import RenderSpec, render_job
+from talkface.api.state import ServerState
+from talkface.api.store import JobRecord, Store, worker_identity
+from talkface.engines import ModelThread
+from talkface.errors import Overloaded, TalkfaceError
+
+logger = logging.getLogger(__name__)
+
+RENDERS_AT_ONCE = 1
+"""Jobs rendered at the same time by one server process (the rest of the box is for the
+live sessions; each render already keeps the TTS and animator engines busy)."""
+HEARTBEAT_S = 1.0
+LEASE_S = 30.0
+"""A running job whose worker has not been heard of for this long is taken over."""
+POLL_S = 2.0
+"""How often an idle worker looks for jobs that other processes queued or abandoned."""
+KEEP_FINISHED_S = 7 * 24 * 3600.0
+"""Finished jobs and their videos are deleted this long after they end."""
+_PURGE_EVERY_S = 3600.0
+
+
+class RenderNotFound(TalkfaceError):
+    """No such job for this API key."""
+
+    code = "render_not_found"
+    http_status = 404
+
+
+class RenderNotReady(TalkfaceError):
+    """The job has no video (yet, or at all)."""
+
+    code = "render_not_ready"
+    http_status = 409
+
+
+@dataclass(slots=True)
+class _Running:
+    task: asyncio.Task[object]
+    progress: float = 0.0
+    cancelled_by_user: bool = False
+
+
+class RenderQueue:
+    """Render jobs of one server process.
+
+    Args:
+        state: the server's state (engines, settings, readiness).
+        store: where jobs are kept.
+        metrics: told how each job ended, and each text job's latency trace.
+        concurrency: jobs rendered at once.
+    """
+
+    def __init__(self, state: ServerState, store: Store, metrics: ServerMetrics | None = None,
+                 *, concurrency: int = RENDERS_AT_ONCE) -> None:
+        self.state = state
+        self.store = store
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._worker_id = worker_identity()
+        self._wakeup = asyncio.Event()
+        self._running: dict[str, _Running] = {}
+        self._encoder = ModelThread("render-encoder")
+
+    async def submit(self, owner: str, spec: RenderSpec, *, job_id: str | None = None) -> JobRecord:
+        """Store a new queued job for ``owner``.
+
+        Raises:
+            Overloaded: ``limits.max_pending_renders`` jobs are already waiting.
+        """
+        job = JobRecord(id=job_id or new_job_id(), owner=owner, status="queued", kind=spec.kind,
+                        spec=spec.to_dict(), created_s=time.time())
+        limit = self.state.settings.server.limits.max_pending_renders
+        await asyncio.to_thread(self.store.create, job, max_pending=limit)
+        self._wakeup.set()
+        return job
+
+    async def get(self, job_id: str, owner: str) -> JobRecord:
+        """``owner``'s job, with live progress when it renders here.
+
+        Raises:
+            RenderNotFound: no such job, or another key's (the same answer either way).
+        """
+        job = await asyncio.to_thread(self.store.get, job_id)
+        if job is None or job.owner != owner:
+            raise RenderNotFound(f"no render job {job_id!r}; list yours with GET /v1/renders")
+        running = self._running.get(job_id)
+        if running is not None and job.status == "running":
+            job.progress = max(job.progress, running.progress)
+        return job
+
+    async def list_jobs(self, owner: str, *, limit: int = 100) -> list[JobRecord]:
+        return await asyncio.to_thread(self.store.list_jobs, owner, limit=limit)
+
+    async def cancel_or_delete(self, job_id: str, owner: str) -> JobRecord | None:
+        """Cancel a pending job (returned, now ``cancelled``), or delete a finished one
+        and its video (None).
+
+        Raises:
+            RenderNotFound: no such job for ``owner``.
+        """
+        job = await self.get(job_id, owner)
+        if job.status in ("queued", "running"):
+            cancelled = await asyncio.to_thread(self.store.cancel, job_id, owner)
+            running = self._running.get(job_id)
+            if running is not None:
+                running.cancelled_by_user = True
+                running.task.cancel()
+            if cancelled is not None and cancelled.status == "cancelled":
+                if running is None:
+                    await asyncio.to_thread(self.store.remove_files, cancelled)
+                    self._count("cancelled")
+                return cancelled
+        await asyncio.to_thread(self.store.delete, job)
+        return None
+
+    def pending_count(self) -> int:
+        """Jobs queued or running on every process sharing the store (blocking)."""
+        return self.store.pending_count()
+
+    async def run(self) -> None:
+        """Render jobs until cancelled (at shutdown, running jobs go back to the queue)."""
+        try:
+            if not await self._until_ready():
+                return
+            await asyncio.to_thread(self.store.purge, time.time() - KEEP_FINISHED_S)
+            async with asyncio.TaskGroup() as group:
+                for n in range(self._concurrency):
+                    group.create_task(self._work(), name=f"render-worker-{n}")
+        finally:
+            self._encoder.shutdown()
+
+    async def _until_ready(self) -> bool:
+        """Wait for the models; False if they failed to load (jobs then wait for a restart)."""
+        while not self.state.ready:
+            if self.state.failed is not None:
+                logger.error("render jobs will not run: the models failed to load")
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
+    async def _work(self) -> None:
+        last_purge_s = time.monotonic()
+        while True:
+            try:
+                if await self._render_next():
+                    continue
+                if time.monotonic() - last_purge_s > _PURGE_EVERY_S:
+                    last_purge_s = time.monotonic()
+                    await asyncio.to_thread(self.store.purge, time.time() - KEEP_FINISHED_S)
+            except Exception:  # a disk or database hiccup must not stop the renders for good
+                logger.exception("the render queue failed; it tries again in %g s", POLL_S)
+                await asyncio.sleep(POLL_S)
+                continue
+            try:
+                async with asyncio.timeout(POLL_S):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+
+    async def _render_next(self) -> bool:
+        """Render the next job, if there is one; True if there was."""
+        self._wakeup.clear()
+        job, given_up = await self._claim()
+        for failed in given_up:
+            await asyncio.to_thread(self.store.remove_files, failed)
+            self._count("failed")
+        if job is None:
+            return False
+        await self._render(job)
+        return True
+
+    async def _claim(self) -> tuple[JobRecord | None, list[JobRecord]]:
+        claim = asyncio.ensure_future(
+            asyncio.to_thread(self.store.claim, self._worker_id, lease_s=LEASE_S)
+        )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # Stopping while the claim runs in its thread: hand back what it took.
+            job, _ = await claim
+            if job is not None:
+                await asyncio.to_thread(self.store.release, job.id, self._worker_id)
+            raise
+
+    async def _render(self, job: JobRecord) -> None:
+        store = self.store
+        spec = RenderSpec.from_dict(job.spec)
+        logger.info("render %s: attempt %d", job.id, job.attempts)
+        running: _Running
+
+        def on_progress(fraction: float) -> None:
+            # The estimate of a text's length is revised as it is spoken; never go back.
+            running.progress = max(running.progress, fraction)
+
+        task = asyncio.create_task(render_job(
+            self.state.runtime, spec, store.video_path(job.id), input_path=store.input_path(job),
+            encoder=self._encoder, on_progress=on_progress,
+        ), name=f"render-{job.id}")
+        running = _Running(task=task)
+        self._running[job.id] = running
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=HEARTBEAT_S)
+                if task.done():
+                    break
+                status = await asyncio.to_thread(
+                    store.heartbeat, job.id, self._worker_id, progress=running.progress,
+                    lease_s=LEASE_S,
+                )
+                if status != "running":  # cancelled or deleted from another process
+                    running.cancelled_by_user = True
+                    task.cancel()
+                    await asyncio.wait({task})
+        except asyncio.CancelledError:
+            # The server is stopping: the job goes back to the queue for the next start.
+            task.cancel()
+            await asyncio.wait({task})
+            await asyncio.to_thread(store.release, job.id, self._worker_id)
+            logger.info("render %s: handed back to the queue (shutdown)", job.id)
+            raise
+        finally:
+            self._running.pop(job.id, None)
+        await self._record_outcome(job, running)
+
+    async def _record_outcome(self, job: JobRecord, running: _Running) -> None:
+        store, task = self.store, running.task
+        if task.cancelled() and running.cancelled_by_user:
+            await asyncio.to_thread(store.remove_files, job)
+            self._count("cancelled")
+            logger.info("render %s: cancelled", job.id)
+            return
+        error = (asyncio.CancelledError("render cancelled by someone else") if task.cancelled()
+                 else task.exception())
+        if error is None:
+            video = task.result()
+            kept = await asyncio.to_thread(
+                store.finish, job.id, self._worker_id, status="done", duration_s=video.duration_s
+            )
+            await asyncio.to_thread(store.remove_files, job, keep_video=kept)
+            if kept:
+                self._count("done")
+                if video.trace is not None and self._metrics is not None:
+                    self._metrics.observe_turn(video.trace, source="render")
+            return
+        if isinstance(error, TalkfaceError):
+            code, message = error.code, str(error)
+        else:
+            logger.error("render %s failed", job.id, exc_info=error)
+            code = "internal"
+            message = f"internal error ({type(error).__name__}); it was logged, please report it"
+        recorded = await asyncio.to_thread(store.finish, job.id, self._worker_id, status="failed",
+                                           error_code=code, error_message=message)
+        await asyncio.to_thread(store.remove_files, job)
+        if recorded:  # else it was cancelled while it failed: that is how it ended
+            self._count("failed")
+            logger.info("render %s: failed (%s)", job.id, code)
+
+    def _count(self, status: str) -> None:
+        if self._metrics is not None:
+            self._metrics.renders.labels(status).inc()
+
+
+def renders_of(request: Request) -> RenderQueue:
+    """The server's render queue (it exists once the server has started)."""
+    queue: RenderQueue | None = getattr(request.app.state, "renders", None)
+    if queue is None:
+        raise Overloaded("render jobs are not available yet: the server is starting",
+                         retry_after_s=5.0)
+    return queue
+
+
+def new_job_id() -> str:
+    return "r_" + secrets.token_urlsafe(12)

@@ -1,0 +1,445 @@
+"""The avatar's media as one endless live stream: speech when it talks, a listening face when not.
+
+A conversation makes media in bursts, faster than real time, turn by turn. A live
+transport needs something else: a video frame every ``1/fps`` and audio every few
+milliseconds, for as long as the session lasts. :class:`AvatarMedia` sits between them:
+
+* the **pump** reads the conversation's messages as they come and places each speech
+  audio and video frame at the wall-clock time its turn's
+  :class:`~talkface.output.playout.Playout` says it is due (the Playout anchors each turn
+  when its first media is read, so it knows what the listener has heard when a barge-in
+  cuts);
+* the transport's clock (a WebRTC track's ``recv``, a WebSocket ticker) asks for "the
+  frame for time t" and "audio samples n..n+k"; between turns it gets idle frames
+  (rendered ahead with :meth:`Conversation.idle_frames`, so one is always ready) and
+  silence;
+* an :class:`~talkface.messages.Interrupt` throws away the turn's media not yet played,
+  so the avatar stops within one audio chunk.
+
+Media is not delivered with ``Playout.wait_due``: a sentence's audio may be due seconds
+ahead, and a pump asleep until then would not see a barge-in. The pump reads on, places
+media by ``Playout.due_ns`` (the same anchoring), and only waits for video frames, which
+keeps at most ``VIDEO_AHEAD_NS`` of frames in memory and holds the pipeline back to the
+pace of the wall clock (through the conversation's bounded outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from talkface.audio import pcm16_to_float32, resample
+from talkface.clock import Clock
+from talkface.conversation import Conversation
+from talkface.errors import TalkfaceError
+from talkface.messages import (
+    NS_PER_S,
+    EndOfTurn,
+    Interrupt,
+    Message,
+    SpeechAudio,
+    VideoFrame,
+)
+from talkface.output.playout import Playout
+
+logger = logging.getLogger(__name__)
+
+AUDIO_RATE_HZ = 48_000  # what Opus (WebRTC) and AAC (MP4) carry
+VIDEO_AHEAD_NS = 400_000_000  # frames wait at most this long before they are due
+MAX_QUEUED_FRAMES = 40  # beyond this a lagging sink loses its oldest frames
+IDLE_AHEAD_FRAMES = 25  # idle frames kept rendered ahead (one second at 25 fps)
+IDLE_CHUNK_FRAMES = 10
+_IDLE_RETRY_S = 1.0
+_DRAIN_MARGIN_NS = 1_000_000_000
+
+MessageSink = Callable[[Message], None]
+"""Takes the non-media messages (transcripts, text, turn ends, interrupts, errors)."""
+TurnSink = Callable[[int], None]
+"""Told the turn id when a turn's first media leaves for the client."""
+
+
+class LivePlayout(Playout):
+    """A :class:`Playout` that knows a turn can be cut short.
+
+    ``Playout`` starts a turn when the previous one's media has ended; a live stream reads
+    a turn's media ahead, so after a barge-in that end lies in the future and would hold
+    the next answer back by the rest of the cut one. (TODO: move ``cut`` into Playout,
+    where ``talkface chat``'s recorder would use it too.)
+    """
+
+    def cut(self, turn_id: int) -> None:
+        """``turn_id`` was interrupted: none of its media plays after now."""
+        anchor = self._anchor
+        if anchor is not None and anchor.turn_id == turn_id:
+            self._end_wall_ns = min(self._end_wall_ns, self._clock.now_ns())
+
+
+@dataclass(eq=False, slots=True)
+class _Segment:
+    """One sentence of speech on the audio timeline (placed when first read)."""
+
+    turn_id: int
+    due_ns: int
+    samples: np.ndarray  # int16 at AUDIO_RATE_HZ
+    start: int | None = None  # first sample index on the stream, once placed
+
+    @property
+    def end(self) -> int:
+        assert self.start is not None
+        return self.start + len(self.samples)
+
+
+@dataclass(frozen=True, slots=True)
+class _QueuedFrame:
+    turn_id: int
+    index: int
+    due_ns: int
+    image: np.ndarray
+
+
+class _IdleFeed:
+    """Idle frames rendered ahead, from a frame index on, while the avatar is not talking.
+
+    Args:
+        render: ``(first_frame_index, count) -> frames`` (the conversation's idle_frames).
+    """
+
+    def __init__(self, render: Callable[[int, int], Awaitable[list[np.ndarray]]]) -> None:
+        self._render = render
+        self._frames: collections.deque[np.ndarray] = collections.deque()
+        self._next_index = 0  # index of the frame after the last one rendered
+        self._generation = 0
+        self._paused = False
+        self._wake = asyncio.Event()
+
+    def take(self) -> np.ndarray | None:
+        """The next idle frame, if one is ready."""
+        frame = self._frames.popleft() if self._frames else None
+        if len(self._frames) < IDLE_AHEAD_FRAMES:
+            self._wake.set()
+        return frame
+
+    def pause(self) -> None:
+        """The avatar is talking: its own frames are shown, no idle ones are needed."""
+        self._paused = True
+
+    def restart(self, first_frame_index: int) -> None:
+        """Idle from ``first_frame_index`` on (the frame after the last one spoken)."""
+        self._frames.clear()
+        self._next_index = first_frame_index
+        self._generation += 1
+        self._paused = False
+        self._wake.set()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+
+    async def fill(self, count: int) -> None:
+        """Render ``count`` frames now (raises what the animator raises: a bad avatar)."""
+        first = self._next_index
+        self._frames.extend(await self._render(first, count))
+        self._next_index = first + count
+
+    async def run(self) -> None:
+        """Keep ``IDLE_AHEAD_FRAMES`` rendered, forever (cancel to stop)."""
+        while True:
+            self._wake.clear()
+            if self._paused or len(self._frames) >= IDLE_AHEAD_FRAMES:
+                await self._wake.wait()
+                continue
+            generation, first = self._generation, self._next_index
+            try:
+                frames = await self._render(first, IDLE_CHUNK_FRAMES)
+            except TalkfaceError as exc:
+                # The listening face can wait (the last frame is held); say why once a second.
+                logger.warning("idle frames could not be rendered: %s", exc)
+                await asyncio.sleep(_IDLE_RETRY_S)
+                continue
+            if generation == self._generation:  # not restarted meanwhile
+                self._frames.extend(frames)
+                self._next_index = first + len(frames)
+
+
+@dataclass(slots=True)
+class _TurnMedia:
+    """What the pump knows of a turn's media."""
+
+    end_ns: int = 0  # wall time its media has played out
+    last_index: int | None = None  # its last video frame's index
+
+
+@dataclass(slots=True)
+class _Deferred:
+    due_ns: int
+    seq: int
+    message: EndOfTurn
+
+    def __lt__(self, other: _Deferred) -> bool:
+        return (self.due_ns, self.seq) < (other.due_ns, other.seq)
+
+
+class AvatarMedia:
+    """A conversation's output as a continuous audio and video stream.
+
+    Args:
+        conversation: the conversation whose messages this reads (its only reader, and
+            its player: its playout becomes a :class:`LivePlayout`).
+        fps: video frame rate.
+        on_message: takes every non-media message; a turn's :class:`EndOfTurn` comes when
+            its media has played (at once when it was interrupted).
+        on_first_output: told when a turn's first media leaves through
+            :meth:`video_frame` or :meth:`audio`.
+    """
+
+    def __init__(self, conversation: Conversation, *, fps: int, on_message: MessageSink,
+                 on_first_output: TurnSink) -> None:
+        self._conversation = conversation
+        self.clock: Clock = conversation.clock
+        if not isinstance(conversation.playout, LivePlayout):
+            # Before any media is read: a barge-in must free the timeline (see LivePlayout).
+            conversation.playout = LivePlayout(self.clock)
+        self._playout: LivePlayout = conversation.playout
+        self.fps = fps
+        self._frame_ns = NS_PER_S // fps
+        self._on_message = on_message
+        self._on_first_output = on_first_output
+        self._idle = _IdleFeed(conversation.idle_frames)
+        self._video: collections.deque[_QueuedFrame] = collections.deque()
+        self._segments: collections.deque[_Segment] = collections.deque()
+        self._audio_end = 0  # sample index where the placed speech ends
+        self._turns: dict[int, _TurnMedia] = {}  # turns whose media is being read
+        self._cut_turns: set[int] = set()
+        self._started_turn = 0  # highest turn id whose media has left
+        self._shown_turn: int | None = None  # turn of the frame on screen (None: idle)
+        self._last_image: np.ndarray | None = None
+        self._last_spoken_index: int | None = None
+        self._deferred: list[_Deferred] = []
+        self._seq = itertools.count()
+        self._deferred_wake = asyncio.Event()
+        self._played = asyncio.Event()  # set whenever queued media or an event goes out
+        self._start_ns: int | None = None
+        self.dropped_frames = 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Render the first idle frames, so a frame is ready the moment a client connects.
+
+        Raises:
+            BadInput: the avatar does not exist (and anything else the animator raises).
+        """
+        await self._idle.fill(IDLE_AHEAD_FRAMES)
+
+    async def run(self) -> None:
+        """Read the conversation until its output ends, then let the queued media play."""
+        async with asyncio.TaskGroup() as group:
+            idle = group.create_task(self._idle.run(), name="idle-frames")
+            timer = group.create_task(self._deferred_loop(), name="turn-ends")
+            await self._pump()
+            await self._drain()
+            idle.cancel()
+            timer.cancel()
+
+    def start_clock(self) -> int:
+        """The stream's time zero (set by the first caller): sample 0, frame tick 0."""
+        if self._start_ns is None:
+            self._start_ns = self.clock.now_ns()
+        return self._start_ns
+
+    @property
+    def playing(self) -> bool:
+        """Media is queued or a turn is being read."""
+        return bool(self._video or self._segments or self._turns)
+
+    # --- what transports call --------------------------------------------------------------
+
+    def video_frame(self, at_ns: int) -> np.ndarray:
+        """The image to show at wall time ``at_ns`` (the avatar speaking, or listening)."""
+        chosen: _QueuedFrame | None = None
+        half_frame_ns = self._frame_ns // 2
+        while self._video and self._video[0].due_ns <= at_ns + half_frame_ns:
+            if chosen is not None:
+                self.dropped_frames += 1  # late: only the newest due frame is shown
+            chosen = self._video.popleft()
+        if chosen is not None:
+            self._played.set()
+            self._shown_turn = chosen.turn_id
+            self._last_image = chosen.image
+            self._last_spoken_index = chosen.index
+            self._started(chosen.turn_id)
+            return chosen.image
+        if self._shown_turn is not None and self._shown_turn in self._turns:
+            # The turn is still being made but its next frame is late: hold this one.
+            assert self._last_image is not None
+            return self._last_image
+        idle = self._idle.take()
+        if idle is not None:
+            self._shown_turn = None
+            self._last_image = idle
+        if self._last_image is None:
+            raise RuntimeError("AvatarMedia.prepare() must run before frames are read")
+        return self._last_image
+
+    def audio(self, first_sample: int, num_samples: int) -> bytes:
+        """``num_samples`` of s16le mono PCM at ``AUDIO_RATE_HZ`` from stream sample
+        ``first_sample`` on (speech where it is due, silence elsewhere)."""
+        out = np.zeros(num_samples, np.int16)
+        end = first_sample + num_samples
+        start_ns = self.start_clock()
+        for segment in list(self._segments):
+            if segment.start is None:
+                ideal = (segment.due_ns - start_ns) * AUDIO_RATE_HZ // NS_PER_S
+                # Late speech starts now, and sentences never overlap: audio is never dropped.
+                segment.start = max(ideal, first_sample, self._audio_end)
+                self._audio_end = segment.end
+            if segment.start >= end:
+                break
+            lo, hi = max(segment.start, first_sample), min(segment.end, end)
+            if hi > lo:
+                out[lo - first_sample : hi - first_sample] = segment.samples[
+                    lo - segment.start : hi - segment.start]
+                self._started(segment.turn_id)
+            if segment.end <= end:
+                self._segments.popleft()
+                self._played.set()
+        return out.tobytes()
+
+    def audio_pending_before(self, sample: int) -> bool:
+        """Whether speech waits to be played before stream sample ``sample``."""
+        start_ns = self.start_clock()
+        for segment in self._segments:
+            begin = segment.start if segment.start is not None else (
+                (segment.due_ns - start_ns) * AUDIO_RATE_HZ // NS_PER_S)
+            if begin < sample:
+                return True
+        return False
+
+    # --- the pump --------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        async for message in self._conversation.messages():
+            if isinstance(message, SpeechAudio):
+                self._place_speech(message)
+            elif isinstance(message, VideoFrame):
+                await self._place_frame(message)
+            elif isinstance(message, Interrupt):
+                self._cut(message.turn_id)
+                self._on_message(message)
+            elif isinstance(message, EndOfTurn):
+                self._end_turn(message)
+            else:
+                self._on_message(message)
+
+    def _turn(self, turn_id: int) -> _TurnMedia:
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            turn = self._turns[turn_id] = _TurnMedia()
+            self._idle.pause()
+        return turn
+
+    def _place_speech(self, speech: SpeechAudio) -> None:
+        if speech.turn_id in self._cut_turns:
+            return
+        due = self._playout.due_ns(speech)
+        assert due is not None
+        turn = self._turn(speech.turn_id)
+        samples = resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz, AUDIO_RATE_HZ)
+        pcm = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype(np.int16)
+        self._segments.append(_Segment(speech.turn_id, due, pcm))
+        turn.end_ns = max(turn.end_ns, due + speech.duration_ns)
+
+    async def _place_frame(self, frame: VideoFrame) -> None:
+        if frame.turn_id in self._cut_turns:
+            return
+        due = self._playout.due_ns(frame)
+        assert due is not None
+        turn = self._turn(frame.turn_id)
+        turn.end_ns = max(turn.end_ns, due + self._frame_ns)
+        turn.last_index = frame.index
+        self._video.append(_QueuedFrame(frame.turn_id, frame.index, due, frame.image))
+        while len(self._video) > MAX_QUEUED_FRAMES:
+            self._video.popleft()  # nobody is reading: a lagging sink loses its oldest frame
+            self.dropped_frames += 1
+        # Hold the pipeline back to the wall clock; never long, so interrupts are seen.
+        delay_ns = due - VIDEO_AHEAD_NS - self.clock.now_ns()
+        if delay_ns > 0:
+            await asyncio.sleep(delay_ns / NS_PER_S)
+
+    def _end_turn(self, end: EndOfTurn) -> None:
+        turn = self._turns.pop(end.turn_id, None)
+        if turn is not None and turn.last_index is not None:
+            self._idle.restart(turn.last_index + 1)
+        elif not self._turns:
+            self._idle.resume()
+        now = self.clock.now_ns()
+        if turn is None or end.interrupted or turn.end_ns <= now:
+            self._on_message(end)
+            return
+        # The client hears the end of the turn when its media has played, not now.
+        heapq.heappush(self._deferred, _Deferred(turn.end_ns, next(self._seq), end))
+        self._deferred_wake.set()
+
+    def _cut(self, turn_id: int) -> None:
+        """Barge-in: the turn's media not yet played goes, now."""
+        self._playout.cut(turn_id)
+        self._cut_turns.add(turn_id)
+        if len(self._cut_turns) > 64:
+            self._cut_turns = {t for t in self._cut_turns if t > turn_id - 32}
+        kept = [s for s in self._segments if s.turn_id != turn_id]
+        if len(kept) != len(self._segments):
+            self._segments = collections.deque(kept)
+            self._audio_end = max((s.end for s in kept if s.start is not None), default=0)
+        self._video = collections.deque(f for f in self._video if f.turn_id != turn_id)
+        self._deferred = [d for d in self._deferred if d.message.turn_id != turn_id]
+        heapq.heapify(self._deferred)
+        turn = self._turns.pop(turn_id, None)
+        if self._shown_turn == turn_id and self._last_spoken_index is not None:
+            self._idle.restart(self._last_spoken_index + 1)
+        elif turn is not None and not self._turns:
+            self._idle.resume()
+
+    def _started(self, turn_id: int) -> None:
+        if turn_id > self._started_turn:
+            self._started_turn = turn_id
+            self._on_first_output(turn_id)
+
+    async def _deferred_loop(self) -> None:
+        while True:
+            self._deferred_wake.clear()
+            now = self.clock.now_ns()
+            while self._deferred and self._deferred[0].due_ns <= now:
+                self._on_message(heapq.heappop(self._deferred).message)
+                self._played.set()
+            if self._deferred:
+                wait_s = (self._deferred[0].due_ns - now) / NS_PER_S
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        await self._deferred_wake.wait()
+            else:
+                await self._deferred_wake.wait()
+
+    async def _drain(self) -> None:
+        """The conversation has ended: wait until what is queued has played (bounded)."""
+        ends = [d.due_ns for d in self._deferred] + [f.due_ns for f in self._video] + [
+            s.due_ns + len(s.samples) * NS_PER_S // AUDIO_RATE_HZ for s in self._segments]
+        deadline = max(ends, default=0) + _DRAIN_MARGIN_NS
+        while self._deferred or self._video or self._segments:
+            left_ns = deadline - self.clock.now_ns()
+            if left_ns <= 0:
+                break
+            self._played.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left_ns / NS_PER_S):
+                    await self._played.wait()
+        for deferred in sorted(self._deferred):
+            self._on_message(deferred.message)
+        self._deferred.clear()

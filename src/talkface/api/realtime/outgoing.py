@@ -1,0 +1,224 @@
+"""What goes out to a WebSocket client: a send queue bounded in bytes, and the encoders.
+
+* :class:`SendQueue`: frames wait here for a slow client; JPEG frames are dropped oldest
+  first, audio and MP4 fragments are never dropped (a client that takes nothing for
+  ``STALL_TIMEOUT_S`` is disconnected instead), so memory stays bounded either way;
+* :class:`FMP4Stream`: the live stream as fragmented MP4 through
+  :class:`~talkface.output.mp4.MP4Writer` (init segment first, then fragments);
+* :func:`encode_jpeg` and :func:`media_header`: the ``jpeg`` output's binary frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import io
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from talkface.api.realtime.media import AUDIO_RATE_HZ
+from talkface.errors import TalkfaceError
+from talkface.messages import NS_PER_S, SpeechAudio, VideoFrame
+from talkface.output.mp4 import MP4Writer, OutputSettings
+
+STALL_TIMEOUT_S = 10.0
+MAX_SEND_BYTES = 4 * 1024 * 1024
+JPEG_QUALITY = 80
+FRAGMENT_S = 0.5  # fMP4 fragment length: what a client waits for, at most, for new media
+_MEDIA_HEADER = struct.Struct(">cQ")
+
+
+class ClientTooSlow(TalkfaceError):
+    """The client does not take what is sent fast enough."""
+
+    code = "client_too_slow"
+    http_status = 408
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    payload: str | bytes
+    droppable: bool = False
+    on_sent: Callable[[], None] | None = None
+
+
+class SendQueue:
+    """Frames waiting to go to one client, bounded in bytes.
+
+    Args:
+        max_bytes: how much may wait; JSON events may exceed it (they are small and never
+            dropped) up to twice as much.
+    """
+
+    def __init__(self, max_bytes: int = MAX_SEND_BYTES) -> None:
+        self._items: collections.deque[_Outgoing] = collections.deque()
+        self._bytes = 0
+        self._max = max_bytes
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def put_event(self, text: str) -> None:
+        """Queue a JSON event (never dropped).
+
+        Raises:
+            ClientTooSlow: the client has not read anything for a long while.
+        """
+        if self._bytes > 2 * self._max:
+            raise ClientTooSlow("the client is not reading its messages")
+        self._append(_Outgoing(text))
+
+    def put_droppable(self, data: bytes, on_sent: Callable[[], None] | None = None) -> None:
+        """Queue a video frame; if the queue is full the oldest frames go first."""
+        while self._bytes + len(data) > self._max and self._drop_oldest():
+            pass
+        if self._bytes + len(data) > self._max:
+            self.dropped += 1
+            return
+        self._append(_Outgoing(data, droppable=True, on_sent=on_sent))
+
+    async def put(self, data: bytes, on_sent: Callable[[], None] | None = None) -> None:
+        """Queue audio or an MP4 fragment (never dropped); waits while the queue is full.
+
+        Raises:
+            ClientTooSlow: no room for ``STALL_TIMEOUT_S``.
+        """
+        while self._items and self._bytes + len(data) > self._max:
+            if self._drop_oldest():
+                continue
+            self._writable.clear()
+            try:
+                async with asyncio.timeout(STALL_TIMEOUT_S):
+                    await self._writable.wait()
+            except TimeoutError:
+                raise ClientTooSlow(
+                    f"the client took nothing for {STALL_TIMEOUT_S:.0f} s; its connection "
+                    "is too slow for live video") from None
+        self._append(_Outgoing(data, on_sent=on_sent))
+
+    async def get(self) -> _Outgoing:
+        """The next frame to send (waits for one)."""
+        while not self._items:
+            self._readable.clear()
+            await self._readable.wait()
+        item = self._items.popleft()
+        self._bytes -= len(item.payload)
+        self._writable.set()
+        return item
+
+    def _append(self, item: _Outgoing) -> None:
+        self._items.append(item)
+        self._bytes += len(item.payload)
+        self._readable.set()
+
+    def _drop_oldest(self) -> bool:
+        for index, item in enumerate(self._items):
+            if item.droppable:
+                del self._items[index]
+                self._bytes -= len(item.payload)
+                self.dropped += 1
+                return True
+        return False
+
+
+class _Collector(io.RawIOBase):
+    """A write-only file that MP4Writer writes into; the bytes are taken after each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+class FMP4Stream:
+    """The live stream as fragmented MP4 (call from the encoder thread only)."""
+
+    def __init__(self, *, fps: int, size_px: int, settings: OutputSettings) -> None:
+        self._sink = _Collector()
+        self._writer = MP4Writer(self._sink, fps=fps, size_px=size_px, fragmented=True,
+                                 settings=settings)
+        # A fragment ends at each keyframe, and x264 makes one every 250 frames by default:
+        # ten seconds before a client sees anything. MP4Writer has no option for this yet
+        # (TODO: move it there), so the GOP is set before the encoder opens.
+        self._writer._video.codec_context.gop_size = max(1, round(fps * FRAGMENT_S))
+        self._fps = fps
+        self._audio_samples = 0
+
+    def encode(self, tick: int, image: np.ndarray, pcm: bytes) -> bytes:
+        """Add frame ``tick`` and the audio that goes with it; returns the bytes made."""
+        self._writer.write_frame(VideoFrame(image=image, pts_ns=tick * NS_PER_S // self._fps,
+                                            index=tick))
+        if pcm:
+            pts_ns = self._audio_samples * NS_PER_S // AUDIO_RATE_HZ
+            self._writer.write_speech(SpeechAudio(pcm=pcm, sample_rate_hz=AUDIO_RATE_HZ,
+                                                  pts_ns=pts_ns))
+            self._audio_samples += len(pcm) // 2
+        return self._sink.take()
+
+    def finish(self) -> bytes:
+        """The last fragment (the stream ends cleanly)."""
+        self._writer.close()
+        return self._sink.take()
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+def mse_mime(init_segment: bytes) -> str:
+    """The MSE type of our fMP4 (H.264 profile and level read from its avcC box)."""
+    at = init_segment.find(b"avcC")
+    codec = "avc1.42e01e"
+    if at >= 0 and len(init_segment) >= at + 8:
+        profile, compat, level = init_segment[at + 5 : at + 8]
+        codec = f"avc1.{profile:02x}{compat:02x}{level:02x}"
+    return f'video/mp4; codecs="{codec},mp4a.40.2"'
+
+
+def moov_complete(data: bytes) -> bool:
+    """Whether ``data`` (the start of the stream) holds the whole init segment."""
+    at = 0
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
+        if size < 8 or at + size > len(data):
+            return False
+        if kind == b"moov":
+            return True
+        at += size
+    return False
+
+
+def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]),
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return data.tobytes()
+
+
+def media_header(kind: bytes, pts_ns: int) -> bytes:
+    """The header of a binary frame in ``jpeg`` output: kind, then pts in µs."""
+    return _MEDIA_HEADER.pack(kind, pts_ns // 1000)

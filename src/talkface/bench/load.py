@@ -1,0 +1,388 @@
+"""``talkface bench load``: concurrent simulated users against a real server, on loopback.
+
+Each user opens a WebSocket session (``output="jpeg"``), then, turn after turn, speaks
+a recorded question into it in real time, waits for the avatar's answer to finish, thinks
+a moment and asks the next one, until the run's time is up. Measured per turn: time to
+first frame (from the end of the user's speech to the avatar starting to speak, on the
+client's clock); per session: frames received per second while the avatar speaks,
+frames missing from the stream, errors; for the server process: CPU and memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from talkface.audio import float32_to_pcm16
+
+RATE_HZ = 16_000
+CHUNK_SAMPLES = 512  # 32 ms
+_MEDIA_HEADER = struct.Struct(">cQ")
+_QUESTIONS = (
+    "What can you do for me?",
+    "What time does the store open?",
+    "Can you recommend a good book?",
+    "How is the weather today?",
+    "Where is the nearest train station?",
+    "What is your name?",
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadOptions:
+    """One load test.
+
+    Attributes:
+        sessions: concurrent users.
+        duration_s: how long they keep talking (turns in progress are finished).
+        think_s: pause between the end of an answer and the next question.
+        url: a running server (default: start one on a free loopback port).
+        api_key: its API key (with ``url``).
+        stagger_s: users start this far apart, so their turns do not all line up.
+    """
+
+    sessions: int = 1
+    duration_s: float = 120.0
+    think_s: float = 2.0
+    url: str | None = None
+    api_key: str | None = None
+    stagger_s: float = 3.0
+
+
+@dataclass(slots=True)
+class TurnResult:
+    session: int
+    question: str
+    ttff_ms: float | None
+    transcript: str = ""
+    server_latency_ms: dict[str, float] = field(default_factory=dict)
+    speech_s: float = 0.0
+    speaking_s: float = 0.0
+    reply_chars: int = 0
+    prompt_tokens: int | None = None
+    evaluated_prompt_tokens: int | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class SessionResult:
+    frames: int = 0
+    speaking_s: float = 0.0
+    speaking_frames: int = 0
+    missing_frames: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Everything a load run measured."""
+
+    options: LoadOptions
+    turns: list[TurnResult]
+    sessions: list[SessionResult]
+    wall_s: float
+    server_cpu_s: float | None
+    server_rss_mb: float | None
+
+    def ttffs_ms(self) -> list[float]:
+        return [t.ttff_ms for t in self.turns if t.ttff_ms is not None]
+
+    def summary(self) -> dict[str, object]:
+        ttff = self.ttffs_ms()
+        pct = (lambda q: round(float(np.percentile(ttff, q)), 1) if ttff else None)
+        speaking_s = sum(s.speaking_s for s in self.sessions)
+        return {
+            "sessions": self.options.sessions,
+            "turns": len(self.turns),
+            "turns_with_answer": len(ttff),
+            "ttff_p50_ms": pct(50),
+            "ttff_p95_ms": pct(95),
+            "ttff_p99_ms": pct(99),
+            "fps_while_speaking": round(sum(s.speaking_frames for s in self.sessions)
+                                        / speaking_s, 2) if speaking_s else None,
+            "missing_frames": sum(s.missing_frames for s in self.sessions),
+            "errors": sum(len(s.errors) for s in self.sessions)
+            + sum(1 for t in self.turns if t.error),
+            "server_cpu_cores": round(self.server_cpu_s / self.wall_s, 2)
+            if self.server_cpu_s is not None else None,
+            "server_rss_mb": self.server_rss_mb,
+            "mean_utterance_s": round(statistics.mean(t.speech_s for t in self.turns), 2)
+            if self.turns else None,
+            "mean_reply_chars": round(statistics.mean(t.reply_chars for t in self.turns), 1)
+            if self.turns else None,
+        }
+
+
+def synthesise_questions() -> list[tuple[str, np.ndarray]]:
+    """The questions, spoken by the piper voice, as 16 kHz float32."""
+    from talkface.audio import pcm16_to_float32, resample
+    from talkface.tts.base import SynthesisRequest, TTSSettings
+    from talkface.tts.piper import PiperTTS
+    from talkface.tts.voices import resolve_voice
+
+    settings = TTSSettings()
+    tts = PiperTTS.load(settings, resolve_voice("joe", "en", settings))
+    spoken = []
+    for text in _QUESTIONS:
+        speech = tts.synthesize(SynthesisRequest(text=text, voice=tts.voice))
+        spoken.append((text, resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz,
+                                      RATE_HZ).astype(np.float32)))
+    return spoken
+
+
+class _User:
+    """One simulated user on one WebSocket session."""
+
+    def __init__(self, index: int, url: str, token: str, questions: list[tuple[str, np.ndarray]],
+                 options: LoadOptions, deadline: float) -> None:
+        self.index = index
+        self._url = url
+        self._token = token
+        self._questions = questions
+        self._options = options
+        self._deadline = deadline
+        self.turns: list[TurnResult] = []
+        self.session = SessionResult()
+        self._events: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+        self._speaking = False
+        self._last_pts_us: int | None = None
+        self._frame_us = 40_000
+
+    async def run(self) -> None:
+        import websockets
+
+        ws_url = self._url.replace("http://", "ws://") + f"/v1/sessions/ws?token={self._token}"
+        await asyncio.sleep(self.index * self._options.stagger_s)
+        try:
+            async with websockets.connect(ws_url, max_size=2**24) as ws:
+                await ws.send(json.dumps({"type": "hello", "v": 1, "sample_rate_hz": RATE_HZ,
+                                          "output": "jpeg", "options": {"seed": self.index}}))
+                reader = asyncio.create_task(self._read(ws))
+                try:
+                    ready = await self._expect("ready", 120.0)
+                    self._frame_us = 1_000_000 // int(ready["media"]["fps"])  # type: ignore[index]
+                    await self._talk(ws)
+                    await ws.send(json.dumps({"type": "end", "v": 1}))
+                finally:
+                    reader.cancel()
+                    await asyncio.wait([reader])
+        except Exception as exc:  # noqa: BLE001 - a load run reports failures, it does not stop
+            self.session.errors.append(f"{type(exc).__name__}: {exc}")
+
+    async def _read(self, ws: object) -> None:
+        async for message in ws:  # type: ignore[attr-defined]
+            if isinstance(message, bytes):
+                self._on_media(message)
+            else:
+                event = json.loads(message)
+                if event.get("type") == "error":
+                    self.session.errors.append(str(event.get("message")))
+                await self._events.put(event)
+
+    def _on_media(self, data: bytes) -> None:
+        kind, pts_us = _MEDIA_HEADER.unpack_from(data)
+        if kind != b"V":
+            return
+        self.session.frames += 1
+        if self._speaking:
+            self.session.speaking_frames += 1
+        if self._last_pts_us is not None:
+            gap = pts_us - self._last_pts_us
+            if gap > 1.5 * self._frame_us:
+                self.session.missing_frames += round(gap / self._frame_us) - 1
+        self._last_pts_us = pts_us
+
+    async def _expect(self, kind: str, timeout_s: float) -> dict[str, object]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                event = await self._events.get()
+                if event.get("type") == kind:
+                    return event
+
+    async def _send_audio(self, ws: object, samples: np.ndarray, start: float) -> None:
+        for offset in range(0, len(samples), CHUNK_SAMPLES):
+            due = start + offset / RATE_HZ
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await ws.send(float32_to_pcm16(samples[offset : offset + CHUNK_SAMPLES]))  # type: ignore[attr-defined]
+
+    async def _talk(self, ws: object) -> None:
+        silence = np.zeros(CHUNK_SAMPLES, np.float32)
+        turn_number = 0
+        while time.monotonic() < self._deadline:
+            text, audio = self._questions[(self.index + turn_number) % len(self._questions)]
+            turn_number += 1
+            result = TurnResult(session=self.index, question=text, ttff_ms=None,
+                                speech_s=len(audio) / RATE_HZ)
+            started = time.monotonic()
+            await self._send_audio(ws, audio, started)
+            # The end of the speech itself, not of the clip's trailing silence.
+            speech_end = started + _last_voiced_s(audio)
+            # Keep the microphone open (silence) while waiting and listening.
+            microphone = asyncio.create_task(self._keep_sending(ws, silence))
+            try:
+                await self._collect_turn(result, speech_end)
+            finally:
+                microphone.cancel()
+                await asyncio.wait([microphone])
+            self.turns.append(result)
+            await self._send_audio(ws, np.zeros(int(self._options.think_s * RATE_HZ),
+                                                np.float32), time.monotonic())
+
+    async def _keep_sending(self, ws: object, silence: np.ndarray) -> None:
+        start = time.monotonic()
+        sent = 0
+        while True:
+            await asyncio.sleep(max(0.0, start + sent * CHUNK_SAMPLES / RATE_HZ - time.monotonic()))
+            await ws.send(float32_to_pcm16(silence))  # type: ignore[attr-defined]
+            sent += 1
+
+    async def _collect_turn(self, result: TurnResult, speech_end: float) -> None:
+        speaking_since: float | None = None
+        try:
+            async with asyncio.timeout(60.0):
+                while True:
+                    event = await self._events.get()
+                    kind = event.get("type")
+                    if kind == "transcript" and event.get("final"):
+                        result.transcript = str(event.get("text"))
+                    elif kind == "speaking" and speaking_since is None:
+                        speaking_since = time.monotonic()
+                        result.ttff_ms = (speaking_since - speech_end) * 1000.0
+                        self._speaking = True
+                    elif kind == "latency":
+                        result.server_latency_ms = dict(event.get("stages_ms", {}))  # type: ignore[arg-type]
+                        result.prompt_tokens = event.get("prompt_tokens")  # type: ignore[assignment]
+                        result.evaluated_prompt_tokens = event.get(  # type: ignore[assignment]
+                            "evaluated_prompt_tokens")
+                    elif kind == "error":
+                        result.error = str(event.get("message"))
+                        if event.get("code") == "no_speech":
+                            return
+                    elif kind == "turn_end":
+                        result.reply_chars = len(str(event.get("spoken_text", "")))
+                        return
+        except TimeoutError:
+            result.error = result.error or "no answer within 60 s"
+        finally:
+            if speaking_since is not None:
+                result.speaking_s = time.monotonic() - speaking_since
+                self.session.speaking_s += result.speaking_s
+            self._speaking = False
+
+
+def _last_voiced_s(audio: np.ndarray) -> float:
+    """Seconds into ``audio`` where its last audible sample is (-40 dBFS)."""
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    return (loud[-1] + 1) / RATE_HZ if loud.size else len(audio) / RATE_HZ
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def _server(options: LoadOptions, progress: Progress):  # type: ignore[no-untyped-def]
+    """A running server: the one given, or a fresh ``talkface serve`` on loopback."""
+    if options.url is not None:
+        yield options.url, options.api_key, None
+        return
+    port = _free_port()
+    key = "load-test-" + os.urandom(8).hex()
+    env = {**os.environ, "TALKFACE_API_KEYS": key,
+           # Enough headroom for the load itself: limits are not what is measured here.
+           "TALKFACE_SERVER__LIMITS__MAX_SESSIONS": str(max(8, options.sessions + 2)),
+           "TALKFACE_SERVER__RATE_LIMIT__REQUESTS_PER_S": "1000",
+           "TALKFACE_SERVER__RATE_LIMIT__BURST": "1000"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "talkface.cli", "serve", "--host", "127.0.0.1", "--port",
+         str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(url, progress)
+        yield url, key, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+async def _wait_ready(url: str, progress: Progress) -> None:
+    import httpx
+
+    progress("waiting for the server to load its models")
+    async with httpx.AsyncClient(trust_env=False) as client:
+        for _ in range(600):
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"the server at {url} did not become ready in 5 minutes")
+
+
+def _process_cpu_s(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _process_rss_mb(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def run_load(options: LoadOptions, progress: Progress | None = None) -> LoadResult:
+    """Run one load test and return what it measured."""
+    import httpx
+
+    say = progress or (lambda _: None)
+    questions = await asyncio.to_thread(synthesise_questions)
+    async with _server(options, say) as (url, key, pid):
+        async with httpx.AsyncClient(trust_env=False) as client:
+            response = await client.post(f"{url}/v1/tokens",
+                                         headers={"Authorization": f"Bearer {key}"})
+            response.raise_for_status()
+            token = response.json()["token"]
+        cpu_before = _process_cpu_s(pid)
+        started = time.monotonic()
+        deadline = started + options.duration_s
+        users = [_User(i, url, token, questions, options, deadline)
+                 for i in range(options.sessions)]
+        say(f"{options.sessions} users talking for {options.duration_s:.0f} s")
+        await asyncio.gather(*(user.run() for user in users))
+        wall_s = time.monotonic() - started
+        cpu_after = _process_cpu_s(pid)
+        rss = _process_rss_mb(pid)
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+    return LoadResult(options=options, turns=[t for u in users for t in u.turns],
+                      sessions=[u.session for u in users], wall_s=wall_s, server_cpu_s=cpu,
+                      server_rss_mb=rss)
