@@ -243,10 +243,14 @@ class RenderQueue:
             await asyncio.wait({task})
             await asyncio.to_thread(store.release, job.id, self._worker_id)
             logger.info("render %s: handed back to the queue (shutdown)", job.id)
-            raise
-        finally:
             self._running.pop(job.id, None)
-        await self._record_outcome(job, running)
+            raise
+        try:
+            await self._record_outcome(job, running)
+        finally:
+            # Only once the outcome is stored: until then, readers see the live progress
+            # rather than the last heartbeat's (older) one.
+            self._running.pop(job.id, None)
 
     async def _record_outcome(self, job: JobRecord, running: _Running) -> None:
         store, task = self.store, running.task

@@ -482,6 +482,9 @@ class LatencyEvent(_Event):
     turn_id: int
     source: Literal["speech", "text"]
     stages_ms: dict[str, float]
+    prompt_tokens: int | None = Field(None, description="LLM prompt of this turn")
+    evaluated_prompt_tokens: int | None = Field(
+        None, description="of which evaluated (the rest was reused from the LLM's cache)")
 
 
 class ErrorEvent(_Event):

@@ -480,6 +480,7 @@ class Conversation:
         playing = heard_ns is not None and heard_ns < speech_end_ns
         if not making and not playing:
             return
+        self.playout.cut(record.turn_id)
         self._outbox.drop_turn(record.turn_id)
         await self._outbox.put(Interrupt(turn_id=record.turn_id, reason=reason))
         if reason == "barge_in":

@@ -84,6 +84,8 @@ class MP4Writer:
         size_px: frame width and height.
         fragmented: write fragmented MP4 (playable while it is being written, for streams).
         settings: encoder settings.
+        keyframe_interval_s: seconds between keyframes (None: x264's default of 10 s).
+            A fragmented stream is cut at keyframes, so this sets its latency.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class MP4Writer:
         size_px: int,
         fragmented: bool = False,
         settings: OutputSettings | None = None,
+        keyframe_interval_s: float | None = None,
     ) -> None:
         try:
             import av
@@ -135,6 +138,8 @@ class MP4Writer:
         )
         self._video.width = self._video.height = size_px
         self._video.pix_fmt = "yuv420p"
+        if keyframe_interval_s is not None:
+            self._video.codec_context.gop_size = max(1, round(fps * keyframe_interval_s))
         self._audio = self._container.add_stream("aac", rate=OUTPUT_AUDIO_RATE_HZ, layout="mono")
         self._audio.bit_rate = settings.audio_bitrate_kbps * 1000
         self._audio_samples = 0  # samples written so far at OUTPUT_AUDIO_RATE_HZ

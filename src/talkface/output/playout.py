@@ -65,6 +65,16 @@ class Playout:
         if delay_ns > 0:
             await asyncio.sleep(delay_ns / 1e9)
 
+    def cut(self, turn_id: int) -> None:
+        """``turn_id`` was interrupted: none of its media plays after now.
+
+        Players read media ahead of time, so the cut turn's end may lie in the future;
+        without this the next answer would wait for the rest of the cut one.
+        """
+        anchor = self._anchor
+        if anchor is not None and anchor.turn_id == turn_id:
+            self._end_wall_ns = min(self._end_wall_ns, self._clock.now_ns())
+
     def position_ns(self, turn_id: int) -> int | None:
         """How far (timeline pts) the listener has got into ``turn_id``; None if not started.
 

@@ -66,22 +66,6 @@ TurnSink = Callable[[int], None]
 """Told the turn id when a turn's first media leaves for the client."""
 
 
-class LivePlayout(Playout):
-    """A :class:`Playout` that knows a turn can be cut short.
-
-    ``Playout`` starts a turn when the previous one's media has ended; a live stream reads
-    a turn's media ahead, so after a barge-in that end lies in the future and would hold
-    the next answer back by the rest of the cut one. (TODO: move ``cut`` into Playout,
-    where ``talkface chat``'s recorder would use it too.)
-    """
-
-    def cut(self, turn_id: int) -> None:
-        """``turn_id`` was interrupted: none of its media plays after now."""
-        anchor = self._anchor
-        if anchor is not None and anchor.turn_id == turn_id:
-            self._end_wall_ns = min(self._end_wall_ns, self._clock.now_ns())
-
-
 @dataclass(eq=False, slots=True)
 class _Segment:
     """One sentence of speech on the audio timeline (placed when first read)."""
@@ -192,7 +176,7 @@ class AvatarMedia:
 
     Args:
         conversation: the conversation whose messages this reads (its only reader, and
-            its player: its playout becomes a :class:`LivePlayout`).
+            its player, pacing media with its :class:`Playout`).
         fps: video frame rate.
         on_message: takes every non-media message; a turn's :class:`EndOfTurn` comes when
             its media has played (at once when it was interrupted).
@@ -204,10 +188,7 @@ class AvatarMedia:
                  on_first_output: TurnSink) -> None:
         self._conversation = conversation
         self.clock: Clock = conversation.clock
-        if not isinstance(conversation.playout, LivePlayout):
-            # Before any media is read: a barge-in must free the timeline (see LivePlayout).
-            conversation.playout = LivePlayout(self.clock)
-        self._playout: LivePlayout = conversation.playout
+        self._playout: Playout = conversation.playout
         self.fps = fps
         self._frame_ns = NS_PER_S // fps
         self._on_message = on_message

@@ -156,12 +156,10 @@ class FMP4Stream:
 
     def __init__(self, *, fps: int, size_px: int, settings: OutputSettings) -> None:
         self._sink = _Collector()
-        self._writer = MP4Writer(self._sink, fps=fps, size_px=size_px, fragmented=True,
-                                 settings=settings)
         # A fragment ends at each keyframe, and x264 makes one every 250 frames by default:
-        # ten seconds before a client sees anything. MP4Writer has no option for this yet
-        # (TODO: move it there), so the GOP is set before the encoder opens.
-        self._writer._video.codec_context.gop_size = max(1, round(fps * FRAGMENT_S))
+        # ten seconds before a client would see anything.
+        self._writer = MP4Writer(self._sink, fps=fps, size_px=size_px, fragmented=True,
+                                 settings=settings, keyframe_interval_s=FRAGMENT_S)
         self._fps = fps
         self._audio_samples = 0
 

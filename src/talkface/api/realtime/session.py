@@ -294,7 +294,9 @@ class RealtimeSession:
         if record is None:
             return
         self._send(LatencyEvent(turn_id=turn_id, source=record.source,
-                                stages_ms=record.trace.as_dict()))
+                                stages_ms=record.trace.as_dict(),
+                                prompt_tokens=record.prompt_tokens or None,
+                                evaluated_prompt_tokens=record.evaluated_prompt_tokens))
         if self._observe_turn is not None:
             try:
                 self._observe_turn(record)
