@@ -23,7 +23,6 @@ The machine is shared: numbers are medians of a few runs and move with the load.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from talkface.asr import _decoding as dec
 from talkface.asr.base import ASRRequest, ASRSettings
 from talkface.asr.faster_whisper import FasterWhisperASR
 from talkface.audio import pcm16_to_float32, resample
+from talkface.bench.accuracy import han_error_rate, word_error_rate
 from talkface.tts.base import SynthesisRequest, TTSSettings
 from talkface.tts.espeak import EspeakTTS, voice_for_language
 from talkface.tts.piper import PiperTTS
@@ -68,38 +68,14 @@ ENGLISH = [
     "Turn off the lights in the kitchen.",
 ]
 CHINESE = [
-    "今天天气很好，我们一起去公园散步吧。",  # noqa: RUF001
-    "你好，请问现在几点了？",  # noqa: RUF001
+    "今天天气很好，我们一起去公园散步吧。",
+    "你好，请问现在几点了？",
     "我想订一张明天去北京的火车票。",
-    "这个问题我不太明白，你能再说一遍吗？",  # noqa: RUF001
+    "这个问题我不太明白，你能再说一遍吗？",
 ]
 SPECULATIVE_LEAD_S = 0.3
-_NUMBER_WORDS = {"6": "six", "4": "four", "3": "three"}
-
-
-def words(text: str) -> list[str]:
-    tokens = re.sub(r"[^\w\s']", " ", text.lower()).split()
-    return [_NUMBER_WORDS.get(t, t) for t in tokens]
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[-1]
-
-
-def wer(ref: str, hyp: str) -> float:
-    return edit_distance(words(ref), words(hyp)) / max(1, len(words(ref)))
-
-
-def cer(ref: str, hyp: str) -> float:
-    def han(text: str) -> list[str]:
-        return re.findall(r"[\u4e00-\u9fff]", text)
-
-    return edit_distance(han(ref), han(hyp)) / max(1, len(han(ref)))
+wer = word_error_rate
+cer = han_error_rate
 
 
 def to_16k(speech) -> np.ndarray:  # type: ignore[no-untyped-def]

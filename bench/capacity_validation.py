@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/capacity_validation.py --minutes 3 --sessions 1 2 3 4 5 6
 
-1. ``talkface bench profile``: every engine measured alone on this box.
+1. ``talkface bench profile --encoder jpeg``: every engine measured alone on this box.
 2. ``talkface bench load`` for each session count: real users on the real server.
-3. The workload of the load test (utterances, replies, think time, prompt sizes), as
+3. What the profile cannot see, the serving path, from the smallest load run only: the
+   CPU a silent live session costs beyond its idle video (its silent phase), and the
+   delivery time from the server's first frame (its own trace) to the client.
+4. The workload of the load tests (utterances, replies, think time, prompt sizes), as
    measured, given to the simulator with the CPU-box deployment of the profile.
-4. Measured vs simulated time to first frame (p50, p95) per session count, and the
+5. Measured vs simulated time to first frame (p50, p95) per session count, and the
    largest session count that keeps the SLO (p95 ≤ 1.5 s, replies at 25 fps).
 
 Time to first frame is what a user sees: from the end of their speech to the avatar
@@ -37,7 +40,9 @@ def measure(out: Path, sessions: list[int], minutes: float, reuse: bool) -> dict
     profile_path = out / "profile.json"
     if not (reuse and profile_path.exists()):
         print("profiling the engines ...", flush=True)
-        measure_profile(load_settings(), ProfileOptions(), progress=print).save(profile_path)
+        # The load test watches the WebSocket ``jpeg`` output: measure that encoder.
+        options = ProfileOptions(encoder="jpeg")
+        measure_profile(load_settings(), options, progress=print).save(profile_path)
     loads = {}
     for count in sessions:
         path = out / f"load_{count}.json"
@@ -47,7 +52,9 @@ def measure(out: Path, sessions: list[int], minutes: float, reuse: bool) -> dict
         print(f"load test: {count} session(s), {minutes} min ...", flush=True)
         result = asyncio.run(run_load(LoadOptions(sessions=count, duration_s=minutes * 60)))
         document = {"summary": result.summary(),
-                    "turns": [{"ttff_ms": t.ttff_ms, "speech_s": t.speech_s,
+                    "turns": [{"ttff_ms": t.ttff_ms, "delivery_ms": t.delivery_ms,
+                               "server_latency_ms": t.server_latency_ms,
+                               "speech_s": t.speech_s,
                                "speaking_s": t.speaking_s, "think_s": result.options.think_s,
                                "prompt_tokens": t.prompt_tokens,
                                "evaluated_prompt_tokens": t.evaluated_prompt_tokens,
@@ -56,6 +63,24 @@ def measure(out: Path, sessions: list[int], minutes: float, reuse: bool) -> dict
         loads[count] = document
         print(json.dumps(document["summary"]), flush=True)
     return {"profile": profile_path, "loads": loads}
+
+
+def with_serving_path(profile: object, loads: dict[int, dict[str, object]]) -> object:
+    """The profile plus the serving path's cost and delay, from the smallest load run."""
+    from talkface.bench.serving_path import calibrate, idle_video_cores
+
+    sessions = min(loads)
+    summary = loads[sessions]["summary"]
+    delivery = [t["delivery_ms"] for t in loads[sessions]["turns"]
+                if t.get("delivery_ms") is not None]
+    calibrated = calibrate(profile, sessions=sessions,
+                           idle_server_cpu_cores=summary.get("idle_server_cpu_cores"),
+                           delivery_ms=delivery)
+    print(f"serving path ({sessions}-session run): {summary.get('idle_server_cpu_cores')} "
+          f"cores while silent, of which idle video {idle_video_cores(profile) * sessions:.3f}"
+          f" -> {calibrated.machine.session_overhead_cores:.3f} cores per session; "
+          f"delivery p50 {calibrated.pipeline.delivery_ms:.0f} ms")
+    return calibrated
 
 
 def workload_from(loads: dict[int, dict[str, object]], profile: object) -> object:
@@ -110,8 +135,8 @@ def main() -> None:
     from talkface.planner.workload import SLO
 
     measured = measure(args.out, args.sessions, args.minutes, args.reuse)
-    profile = Profile.load(measured["profile"])
     loads = measured["loads"]
+    profile = with_serving_path(Profile.load(measured["profile"]), loads)
     workload = workload_from(loads, profile)
     deployment = Deployment.cpu_box(profile)
     hangover_ms = profile.pipeline.vad_hangover_ms

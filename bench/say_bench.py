@@ -58,8 +58,8 @@ def bench_animator(frames: int) -> None:
     from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
     from talkface.face.landmark_warp import LandmarkWarpAnimator
     from talkface.face.portrait import load_portrait
-    from talkface.output.mp4 import MP4Writer
     from talkface.messages import VideoFrame
+    from talkface.output.mp4 import MP4Writer
     from talkface.tts.base import SynthesisRequest, TTSSettings
     from talkface.tts.piper import PiperTTS
     from talkface.tts.voices import resolve_voice

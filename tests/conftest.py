@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from talkface.audio import pcm16_to_float32, resample
+from talkface.bench.accuracy import han_error_rate, word_error_rate
 from talkface.tts.base import SynthesisRequest, TTSBackend, TTSSettings
 
 RATE = 16_000
@@ -65,39 +65,6 @@ def speak() -> Speak:
         return np.concatenate([pad, audio.astype(np.float32), pad])
 
     return _speak
-
-
-_NUMBERS = {"4": "four", "6": "six", "3": "three"}
-_CONTRACTIONS = {"what's": "what is", "where's": "where is", "it's": "it is"}
-
-
-def words(text: str) -> list[str]:
-    """Lower-case words without punctuation; digits and contractions spelled out."""
-    out: list[str] = []
-    for token in re.sub(r"[^\w\s']", " ", text.lower()).split():
-        token = _CONTRACTIONS.get(token, _NUMBERS.get(token, token))
-        out.extend(token.split())
-    return out
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[-1]
-
-
-def word_error_rate(ref: str, hyp: str) -> float:
-    return edit_distance(words(ref), words(hyp)) / max(1, len(words(ref)))
-
-
-def han_error_rate(ref: str, hyp: str) -> float:
-    """Character error rate over Chinese characters only."""
-    ref_han = re.findall(r"[\u4e00-\u9fff]", ref)
-    hyp_han = re.findall(r"[\u4e00-\u9fff]", hyp)
-    return edit_distance(ref_han, hyp_han) / max(1, len(ref_han))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 ConfigOption = Annotated[
-    Optional[Path],  # noqa: UP007 - typer needs Optional here
+    Optional[Path],
     typer.Option("--config", help="TOML settings file (also: TALKFACE_CONFIG).",
                  dir_okay=False),
 ]
@@ -36,18 +36,18 @@ def say(
     output: Annotated[Path, typer.Option("-o", "--output", help="MP4 file to write.")] = Path(
         "talkface.mp4"
     ),
-    lang: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    lang: Annotated[Optional[str], typer.Option(
         "--lang", help="Language of the text: en, zh... (default: detected).")] = None,
-    voice: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    voice: Annotated[Optional[str], typer.Option(
         "--voice", help="Voice name (see: talkface voices) or a piper .onnx file.")] = None,
-    portrait: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    portrait: Annotated[Optional[Path], typer.Option(
         "--portrait", help="Photo of one face (default: the bundled portrait).",
         dir_okay=False)] = None,
     speed: Annotated[float, typer.Option(help="Speaking rate, 1.0 natural.", min=0.5,
                                          max=2.0)] = 1.0,
-    size: Annotated[Optional[int], typer.Option(  # noqa: UP007
+    size: Annotated[Optional[int], typer.Option(
         help="Video width and height in px.", min=128, max=2048)] = None,
-    seed: Annotated[Optional[int], typer.Option(  # noqa: UP007
+    seed: Annotated[Optional[int], typer.Option(
         help="Seed for blinks and head motion (default: random).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     config: ConfigOption = None,
@@ -78,35 +78,35 @@ def say(
 @app.command()
 @handle_errors
 def chat(
-    audio: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    audio: Annotated[Optional[Path], typer.Option(
         "--audio", help="A spoken question (any audio file), played in as a microphone would.",
         dir_okay=False)] = None,
-    text: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    text: Annotated[Optional[str], typer.Option(
         "--text", help="A typed question.")] = None,
-    script: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    script: Annotated[Optional[Path], typer.Option(
         "--script", help="Several turns, one per line ('@file.wav' for a spoken one).",
         dir_okay=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    output: Annotated[Optional[Path], typer.Option(
         "-o", "--output", help="Record the avatar's answers as an MP4.")] = None,
-    trace: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    trace: Annotated[Optional[Path], typer.Option(
         "--trace", help="Write each turn's latency waterfall as JSON.", dir_okay=False)] = None,
-    llm: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    llm: Annotated[Optional[str], typer.Option(
         "--llm", help="LLM backend: llama-cpp (embedded) or openai (a server).")] = None,
-    llm_url: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    llm_url: Annotated[Optional[str], typer.Option(
         "--llm-url", help="Base URL of an OpenAI-compatible server.")] = None,
-    llm_model: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    llm_model: Annotated[Optional[str], typer.Option(
         "--llm-model", help="Model name (openai) or GGUF path (llama-cpp).")] = None,
-    llm_api_key: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    llm_api_key: Annotated[Optional[str], typer.Option(
         "--llm-api-key", envvar="TALKFACE_LLM_API_KEY", help="API key for the LLM server.")] = None,
-    persona: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    persona: Annotated[Optional[str], typer.Option(
         "--persona", help="The avatar's system prompt.")] = None,
-    lang: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    lang: Annotated[Optional[str], typer.Option(
         "--lang", help="Conversation language: en, zh (default: detected).")] = None,
-    voice: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    voice: Annotated[Optional[str], typer.Option(
         "--voice", help="Voice name (see: talkface voices).")] = None,
-    portrait: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    portrait: Annotated[Optional[Path], typer.Option(
         "--portrait", help="Photo of one face.", dir_okay=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for blinks and head motion.")] = None,  # noqa: UP007
+    seed: Annotated[Optional[int], typer.Option(help="Seed for blinks and head motion.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -159,8 +159,8 @@ def report(
 @app.command()
 @handle_errors
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on.")] = None,  # noqa: UP007
-    port: Annotated[Optional[int], typer.Option(help="TCP port.", min=1, max=65535)] = None,  # noqa: UP007
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port.", min=1, max=65535)] = None,
     workers: Annotated[int, typer.Option(help="Server processes (each loads the models).",
                                          min=1, max=64)] = 1,
     config: ConfigOption = None,

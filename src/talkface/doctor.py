@@ -59,7 +59,7 @@ def _check_av() -> Check:
     except ImportError:
         return Check(name="PyAV (H.264 + AAC)", ok=False, detail="not installed",
                      fix="pip install av")
-    except Exception as exc:  # noqa: BLE001 - any failure means no encoder
+    except Exception as exc:
         return Check(name="PyAV (H.264 + AAC)", ok=False, detail=f"encoder missing: {exc}",
                      fix="pip install --force-reinstall av")
     return Check(name="PyAV (H.264 + AAC)", ok=True, detail=f"av {av.__version__}")

@@ -102,6 +102,33 @@ class ModelThread:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
+    async def run_limited(
+        self, what: str, timeout_s: float, fn: Callable[..., T], *args: Any, hint: str = ""
+    ) -> T:
+        """Run ``fn(*args)`` in the model thread within ``timeout_s``, errors named by ``what``.
+
+        Every model's public batch call goes through here, so a slow or failing model reads
+        the same to callers: a retryable :class:`BackendError` on timeout, a permanent one
+        on an unexpected exception, and talkface's own errors unchanged.
+
+        Args:
+            what: the model as a user knows it, e.g. ``"TTS voice 'joe'"``.
+            hint: appended to the timeout message (what the user can do about it).
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.run(fn, *args)
+        except TimeoutError:
+            raise BackendError(
+                f"{what} took longer than {timeout_s:g} s{hint}", retryable=True
+            ) from None
+        except TalkfaceError:
+            raise
+        except Exception as exc:
+            raise BackendError(
+                f"{what} failed: {type(exc).__name__}: {exc}", retryable=False
+            ) from exc
+
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the model thread from synchronous code and wait."""
         return self._executor.submit(fn, *args).result()
@@ -267,7 +294,7 @@ class Engine(Generic[RequestT, ResultT]):
                 for p in live:
                     if not p.future.done():
                         p.future.set_exception(error)
-            except Exception as exc:  # noqa: BLE001 - every failure goes to its callers
+            except Exception as exc:
                 self.stats.failed += len(live)
                 error = exc if isinstance(exc, TalkfaceError) else BackendError(
                     f"engine {self.name} failed: {type(exc).__name__}: {exc}", retryable=False

@@ -30,14 +30,32 @@ class Emotion(enum.StrEnum):
     SERIOUS = "serious"
 
 
-def _check_pcm(pcm: bytes, sample_rate_hz: int) -> None:
-    if len(pcm) % 2:
-        raise ValueError(f"s16le PCM must have an even number of bytes, got {len(pcm)}")
-    if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
-        raise ValueError(
-            f"sample_rate_hz={sample_rate_hz} is outside "
-            f"{MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ}"
-        )
+class _PCM:
+    """Checks and measures for messages that carry mono s16le ``pcm`` at ``sample_rate_hz``.
+
+    A mixin without slots of its own, so the slotted dataclasses that use it stay slotted.
+    """
+
+    __slots__ = ()
+    pcm: bytes
+    sample_rate_hz: int
+
+    def __post_init__(self) -> None:
+        if len(self.pcm) % 2:
+            raise ValueError(f"s16le PCM must have an even number of bytes, got {len(self.pcm)}")
+        if not MIN_SAMPLE_RATE_HZ <= self.sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+            raise ValueError(
+                f"sample_rate_hz={self.sample_rate_hz} is outside "
+                f"{MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ}"
+            )
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.pcm) // 2
+
+    @property
+    def duration_ns(self) -> int:
+        return self.num_samples * NS_PER_S // self.sample_rate_hz
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,7 +71,7 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AudioChunk(Message):
+class AudioChunk(_PCM, Message):
     """Microphone (or file) audio going into the pipeline.
 
     Attributes:
@@ -65,17 +83,6 @@ class AudioChunk(Message):
     pcm: bytes
     sample_rate_hz: int
     pts_ns: int = 0
-
-    def __post_init__(self) -> None:
-        _check_pcm(self.pcm, self.sample_rate_hz)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.pcm) // 2
-
-    @property
-    def duration_ns(self) -> int:
-        return self.num_samples * NS_PER_S // self.sample_rate_hz
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +133,7 @@ class PhonemeSpan:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SpeechAudio(Message):
+class SpeechAudio(_PCM, Message):
     """Synthesised speech for one sentence.
 
     Attributes:
@@ -146,17 +153,6 @@ class SpeechAudio(Message):
     text: str = ""
     phonemes: tuple[PhonemeSpan, ...] = ()
     emotion: Emotion = Emotion.NEUTRAL
-
-    def __post_init__(self) -> None:
-        _check_pcm(self.pcm, self.sample_rate_hz)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.pcm) // 2
-
-    @property
-    def duration_ns(self) -> int:
-        return self.num_samples * NS_PER_S // self.sample_rate_hz
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

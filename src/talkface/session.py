@@ -131,7 +131,7 @@ class Session:
                     emit=queue.put,
                     trace=trace,
                 )
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer below
+            except Exception as exc:
                 await queue.put(_Failure(exc))
                 return
             self.next_frame_index = spoken.end_frame_index

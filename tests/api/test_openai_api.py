@@ -17,7 +17,7 @@ from .conftest import RunningServer
 pytestmark = [pytest.mark.serving, pytest.mark.integration]
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
-CHINESE = "你好，很高兴认识你。"  # noqa: RUF001 - Chinese punctuation, on purpose
+CHINESE = "你好，很高兴认识你。"
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def test_the_raw_event_stream_ends_with_done(server: RunningServer) -> None:
 
 def test_a_chat_that_does_not_fit_the_context_is_refused(client: openai.OpenAI) -> None:
     # Chinese takes several tokens per character in this model's vocabulary.
-    dense = "这是一个很长的句子，" * 350  # noqa: RUF001
+    dense = "这是一个很长的句子，" * 350
     with pytest.raises(openai.BadRequestError, match="model's context holds"):
         client.chat.completions.create(model="x", messages=[{"role": "user", "content": dense}])
 

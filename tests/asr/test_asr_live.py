@@ -12,6 +12,7 @@ from talkface.asr.base import ASRRequest, ASRSettings
 from talkface.asr.faster_whisper import FasterWhisperASR
 from talkface.asr.streaming import StreamingTranscriber
 from talkface.audio import float32_to_pcm16
+from talkface.bench.accuracy import words
 from talkface.clock import ManualClock
 from talkface.engines import Engine
 from talkface.errors import BadInput, ConfigError, PayloadTooLarge
@@ -41,10 +42,13 @@ def test_tiny_en_transcribes_the_same_question(asr_tiny, speak, wer: WER, voice:
 
 def test_a_one_word_command_does_not_loop(asr_base, speak) -> None:
     # Short phrases are where a cut window makes Whisper repeat itself.
+    # What is asserted is the loop, not the recognition: base sometimes hears piper's
+    # "Stop." as "Start.", but it must never write a word again and again.
     for text in ("Stop.", "Thank you."):
         transcript = asr_base.transcribe(ASRRequest(audio=speak("piper", text)))
-        first_word = text.lower().split()[0].strip(".!?,")
-        assert transcript.text.lower().count(first_word) == 1, transcript.text
+        heard = words(transcript.text)
+        assert 1 <= len(heard) <= 3, transcript.text
+        assert len(set(heard)) == len(heard), transcript.text
 
 
 def test_a_chinese_sentence_is_transcribed_by_base(asr_base, speak, cer_zh) -> None:

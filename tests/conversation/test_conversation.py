@@ -148,7 +148,7 @@ async def test_speaking_over_the_avatar_interrupts_it_within_one_chunk(
     second = conversation.turns[-1]
     assert "time" in second.transcript.lower() and second.reply
     assert not second.interrupted
-    prompt = conversation._memory.prompt("next")  # noqa: SLF001 - what the LLM sees next
+    prompt = conversation._memory.prompt("next")
     assert any(INTERRUPTED_MARK in m.content for m in prompt if m.role == "assistant")
 
 
@@ -165,7 +165,7 @@ async def test_typed_turns_keep_memory_and_reuse_the_prompt_prefix(chat_runtime:
     assert second.evaluated_prompt_tokens is not None
     # The system prompt and the first exchange were already evaluated.
     assert second.evaluated_prompt_tokens < second.prompt_tokens / 2
-    prompt = conversation._memory.prompt("Bye.")  # noqa: SLF001
+    prompt = conversation._memory.prompt("Bye.")
     assert [m.content for m in prompt if m.role == "user"][:2] == [
         "Hello, my name is Sam.", "What is my name?"]
 

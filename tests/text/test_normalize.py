@@ -1,7 +1,6 @@
 """Text normalisation: what the avatar actually says for what the LLM wrote."""
 
 # Full-width, Chinese and typographic punctuation is what this module is about.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

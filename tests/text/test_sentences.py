@@ -1,7 +1,6 @@
 """The sentence splitter: where the avatar pauses, and that streaming never changes it."""
 
 # Full-width, Chinese and typographic punctuation is what this module is about.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ class SessionRegistry:
         for session in sessions:
             try:
                 await session.conversation.end_input()
-            except Exception:  # noqa: BLE001 - shutting down: best effort per session
+            except Exception:
                 logger.warning("could not end input of %s", session.session_id)
         deadline = time.monotonic() + grace_s
         for session in sessions:

@@ -59,6 +59,6 @@ class ServerState:
                 await runtime.tts_engine(voice)
                 self.loading.remove(f"tts:{voice.name}")
             await runtime.prime_llm(self.settings.llm.persona)
-        except Exception as exc:  # noqa: BLE001 - reported by /readyz
+        except Exception as exc:
             logger.exception("loading the models failed")
             self.failed = f"{type(exc).__name__}: {exc}"

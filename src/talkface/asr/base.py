@@ -6,7 +6,6 @@ line to :data:`talkface.asr.registry.ASR_BACKENDS`.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from talkface.audio import pcm16_to_float32, resample
 from talkface.engines import BatchingOptions, BatchingSettings, ModelThread
-from talkface.errors import BackendError, BadInput, PayloadTooLarge, TalkfaceError
+from talkface.errors import BadInput, PayloadTooLarge
 from talkface.messages import AudioChunk, Transcript
 
 ASR_SAMPLE_RATE_HZ = 16_000
@@ -203,22 +202,11 @@ class ASRBackend(ABC):
         """
         for request in requests:
             self.check_request(request)
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                return await self._thread.run(self._transcribe_batch, requests)
-        except TimeoutError:
-            raise BackendError(
-                f"ASR model {self.settings.model!r} took longer than "
-                f"{self.settings.timeout_s:g} s; the box may be overloaded, try again",
-                retryable=True,
-            ) from None
-        except TalkfaceError:
-            raise
-        except Exception as exc:
-            raise BackendError(
-                f"ASR model {self.settings.model!r} failed: {type(exc).__name__}: {exc}",
-                retryable=False,
-            ) from exc
+        return await self._thread.run_limited(
+            f"ASR model {self.settings.model!r}", self.settings.timeout_s,
+            self._transcribe_batch, requests,
+            hint="; the box may be overloaded, try again",
+        )
 
     def transcribe(self, request: ASRRequest) -> Transcript:
         """Transcribe one request synchronously in the model thread (scripts, tests)."""

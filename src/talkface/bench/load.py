@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import socket
 import statistics
@@ -54,6 +55,8 @@ class LoadOptions:
         url: a running server (default: start one on a free loopback port).
         api_key: its API key (with ``url``).
         stagger_s: users start this far apart, so their turns do not all line up.
+        idle_s: first, every user connects and stays silent this long: the server's CPU
+            then is what live sessions cost while nobody talks (idle video, transport).
     """
 
     sessions: int = 1
@@ -62,6 +65,7 @@ class LoadOptions:
     url: str | None = None
     api_key: str | None = None
     stagger_s: float = 3.0
+    idle_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -77,6 +81,14 @@ class TurnResult:
     prompt_tokens: int | None = None
     evaluated_prompt_tokens: int | None = None
     error: str | None = None
+
+    @property
+    def delivery_ms(self) -> float | None:
+        """From the server's first video frame (its own trace) to the client seeing it."""
+        server_ms = self.server_latency_ms.get("first_video_frame")
+        if self.ttff_ms is None or server_ms is None:
+            return None
+        return self.ttff_ms - server_ms
 
 
 @dataclass(slots=True)
@@ -98,14 +110,17 @@ class LoadResult:
     wall_s: float
     server_cpu_s: float | None
     server_rss_mb: float | None
+    idle_server_cpu_cores: float | None = None
 
     def ttffs_ms(self) -> list[float]:
         return [t.ttff_ms for t in self.turns if t.ttff_ms is not None]
 
     def summary(self) -> dict[str, object]:
         ttff = self.ttffs_ms()
-        pct = (lambda q: round(float(np.percentile(ttff, q)), 1) if ttff else None)
+        def pct(q):
+            return (round(float(np.percentile(ttff, q)), 1) if ttff else None)
         speaking_s = sum(s.speaking_s for s in self.sessions)
+        delivery = [t.delivery_ms for t in self.turns if t.delivery_ms is not None]
         return {
             "sessions": self.options.sessions,
             "turns": len(self.turns),
@@ -121,6 +136,8 @@ class LoadResult:
             "server_cpu_cores": round(self.server_cpu_s / self.wall_s, 2)
             if self.server_cpu_s is not None else None,
             "server_rss_mb": self.server_rss_mb,
+            "idle_server_cpu_cores": self.idle_server_cpu_cores,
+            "delivery_p50_ms": round(float(np.median(delivery)), 1) if delivery else None,
             "mean_utterance_s": round(statistics.mean(t.speech_s for t in self.turns), 2)
             if self.turns else None,
             "mean_reply_chars": round(statistics.mean(t.reply_chars for t in self.turns), 1)
@@ -145,17 +162,50 @@ def synthesise_questions() -> list[tuple[str, np.ndarray]]:
     return spoken
 
 
+class _Microphone:
+    """One continuous real-time audio stream: queued speech, silence in between.
+
+    A single sample clock paces everything sent, so the server's audio timeline stays on
+    the wall clock for the whole run (separate senders for speech and silence drift by
+    up to a chunk at every hand-over).
+    """
+
+    def __init__(self, ws: object) -> None:
+        self._ws = ws
+        self._start_s = time.monotonic()
+        self._sent = 0  # samples sent so far
+        self._queued = np.zeros(0, np.float32)
+
+    def say(self, audio: np.ndarray) -> float:
+        """Queue ``audio`` after what is queued; returns the wall time it starts playing."""
+        self._queued = np.concatenate([self._queued, audio.astype(np.float32)])
+        return self._start_s + (self._sent + len(self._queued) - len(audio)) / RATE_HZ
+
+    async def stream(self) -> None:
+        silence = np.zeros(CHUNK_SAMPLES, np.float32)
+        while True:
+            due_s = self._start_s + self._sent / RATE_HZ
+            await asyncio.sleep(max(0.0, due_s - time.monotonic()))
+            chunk, self._queued = self._queued[:CHUNK_SAMPLES], self._queued[CHUNK_SAMPLES:]
+            if len(chunk) < CHUNK_SAMPLES:
+                chunk = np.concatenate([chunk, silence[len(chunk):]])
+            await self._ws.send(float32_to_pcm16(chunk))  # type: ignore[attr-defined]
+            self._sent += CHUNK_SAMPLES
+
+
 class _User:
     """One simulated user on one WebSocket session."""
 
     def __init__(self, index: int, url: str, token: str, questions: list[tuple[str, np.ndarray]],
-                 options: LoadOptions, deadline: float) -> None:
+                 options: LoadOptions, deadline: float, start_talking: asyncio.Event) -> None:
         self.index = index
+        self.connected = asyncio.Event()
+        self._start_talking = start_talking
         self._url = url
         self._token = token
         self._questions = questions
         self._options = options
-        self._deadline = deadline
+        self.deadline = deadline
         self.turns: list[TurnResult] = []
         self.session = SessionResult()
         self._events: asyncio.Queue[dict[str, object]] = asyncio.Queue()
@@ -167,7 +217,6 @@ class _User:
         import websockets
 
         ws_url = self._url.replace("http://", "ws://") + f"/v1/sessions/ws?token={self._token}"
-        await asyncio.sleep(self.index * self._options.stagger_s)
         try:
             async with websockets.connect(ws_url, max_size=2**24) as ws:
                 await ws.send(json.dumps({"type": "hello", "v": 1, "sample_rate_hz": RATE_HZ,
@@ -176,13 +225,24 @@ class _User:
                 try:
                     ready = await self._expect("ready", 120.0)
                     self._frame_us = 1_000_000 // int(ready["media"]["fps"])  # type: ignore[index]
-                    await self._talk(ws)
+                    self.connected.set()
+                    microphone = _Microphone(ws)
+                    streaming = asyncio.create_task(microphone.stream())
+                    try:
+                        await self._start_talking.wait()
+                        await asyncio.sleep(self.index * self._options.stagger_s)
+                        await self._talk(microphone)
+                    finally:
+                        streaming.cancel()
+                        await asyncio.wait([streaming])
                     await ws.send(json.dumps({"type": "end", "v": 1}))
                 finally:
                     reader.cancel()
                     await asyncio.wait([reader])
-        except Exception as exc:  # noqa: BLE001 - a load run reports failures, it does not stop
+        except Exception as exc:
             self.session.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.connected.set()  # a user that failed to connect holds nobody up
 
     async def _read(self, ws: object) -> None:
         async for message in ws:  # type: ignore[attr-defined]
@@ -214,42 +274,19 @@ class _User:
                 if event.get("type") == kind:
                     return event
 
-    async def _send_audio(self, ws: object, samples: np.ndarray, start: float) -> None:
-        for offset in range(0, len(samples), CHUNK_SAMPLES):
-            due = start + offset / RATE_HZ
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            await ws.send(float32_to_pcm16(samples[offset : offset + CHUNK_SAMPLES]))  # type: ignore[attr-defined]
-
-    async def _talk(self, ws: object) -> None:
-        silence = np.zeros(CHUNK_SAMPLES, np.float32)
+    async def _talk(self, microphone: _Microphone) -> None:
         turn_number = 0
-        while time.monotonic() < self._deadline:
+        while time.monotonic() < self.deadline:
             text, audio = self._questions[(self.index + turn_number) % len(self._questions)]
             turn_number += 1
             result = TurnResult(session=self.index, question=text, ttff_ms=None,
                                 speech_s=len(audio) / RATE_HZ)
-            started = time.monotonic()
-            await self._send_audio(ws, audio, started)
             # The end of the speech itself, not of the clip's trailing silence.
-            speech_end = started + _last_voiced_s(audio)
-            # Keep the microphone open (silence) while waiting and listening.
-            microphone = asyncio.create_task(self._keep_sending(ws, silence))
-            try:
-                await self._collect_turn(result, speech_end)
-            finally:
-                microphone.cancel()
-                await asyncio.wait([microphone])
+            speech_end = microphone.say(audio) + _last_voiced_s(audio)
+            await asyncio.sleep(max(0.0, speech_end - time.monotonic()))
+            await self._collect_turn(result, speech_end)
             self.turns.append(result)
-            await self._send_audio(ws, np.zeros(int(self._options.think_s * RATE_HZ),
-                                                np.float32), time.monotonic())
-
-    async def _keep_sending(self, ws: object, silence: np.ndarray) -> None:
-        start = time.monotonic()
-        sent = 0
-        while True:
-            await asyncio.sleep(max(0.0, start + sent * CHUNK_SAMPLES / RATE_HZ - time.monotonic()))
-            await ws.send(float32_to_pcm16(silence))  # type: ignore[attr-defined]
-            sent += 1
+            await asyncio.sleep(self._options.think_s)
 
     async def _collect_turn(self, result: TurnResult, speech_end: float) -> None:
         speaking_since: float | None = None
@@ -264,17 +301,13 @@ class _User:
                         speaking_since = time.monotonic()
                         result.ttff_ms = (speaking_since - speech_end) * 1000.0
                         self._speaking = True
-                    elif kind == "latency":
-                        result.server_latency_ms = dict(event.get("stages_ms", {}))  # type: ignore[arg-type]
-                        result.prompt_tokens = event.get("prompt_tokens")  # type: ignore[assignment]
-                        result.evaluated_prompt_tokens = event.get(  # type: ignore[assignment]
-                            "evaluated_prompt_tokens")
                     elif kind == "error":
                         result.error = str(event.get("message"))
                         if event.get("code") == "no_speech":
                             return
                     elif kind == "turn_end":
                         result.reply_chars = len(str(event.get("spoken_text", "")))
+                        await self._latency_of(result, event.get("turn_id"))
                         return
         except TimeoutError:
             result.error = result.error or "no answer within 60 s"
@@ -283,6 +316,22 @@ class _User:
                 result.speaking_s = time.monotonic() - speaking_since
                 self.session.speaking_s += result.speaking_s
             self._speaking = False
+
+
+    async def _latency_of(self, result: TurnResult, turn_id: object) -> None:
+        """The server's trace of the turn: its ``latency`` event follows ``turn_end``."""
+        try:
+            async with asyncio.timeout(5.0):
+                while True:
+                    event = await self._events.get()
+                    if event.get("type") == "latency" and event.get("turn_id") == turn_id:
+                        result.server_latency_ms = dict(event.get("stages_ms", {}))  # type: ignore[arg-type]
+                        result.prompt_tokens = event.get("prompt_tokens")  # type: ignore[assignment]
+                        result.evaluated_prompt_tokens = event.get(  # type: ignore[assignment]
+                            "evaluated_prompt_tokens")
+                        return
+        except TimeoutError:
+            pass
 
 
 def _last_voiced_s(audio: np.ndarray) -> float:
@@ -310,7 +359,7 @@ async def _server(options: LoadOptions, progress: Progress):  # type: ignore[no-
            "TALKFACE_SERVER__LIMITS__MAX_SESSIONS": str(max(8, options.sessions + 2)),
            "TALKFACE_SERVER__RATE_LIMIT__REQUESTS_PER_S": "1000",
            "TALKFACE_SERVER__RATE_LIMIT__BURST": "1000"}
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 - spawning is quick; the wait is async below
         [sys.executable, "-m", "talkface.cli", "serve", "--host", "127.0.0.1", "--port",
          str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -372,17 +421,37 @@ async def run_load(options: LoadOptions, progress: Progress | None = None) -> Lo
                                          headers={"Authorization": f"Bearer {key}"})
             response.raise_for_status()
             token = response.json()["token"]
-        cpu_before = _process_cpu_s(pid)
-        started = time.monotonic()
-        deadline = started + options.duration_s
-        users = [_User(i, url, token, questions, options, deadline)
+        start_talking = asyncio.Event()
+        users = [_User(i, url, token, questions, options, math.inf, start_talking)
                  for i in range(options.sessions)]
-        say(f"{options.sessions} users talking for {options.duration_s:.0f} s")
-        await asyncio.gather(*(user.run() for user in users))
+        running = asyncio.gather(*(user.run() for user in users))
+        idle_cores = None
+        try:
+            await asyncio.wait_for(asyncio.gather(*(u.connected.wait() for u in users)), 120.0)
+            if options.idle_s > 0:
+                say(f"{options.sessions} users connected, silent for {options.idle_s:g} s")
+                await asyncio.sleep(1.0)  # let the first idle frames settle
+                idle_before = _process_cpu_s(pid)
+                await asyncio.sleep(options.idle_s)
+                idle_after = _process_cpu_s(pid)
+                if idle_before is not None and idle_after is not None:
+                    idle_cores = round((idle_after - idle_before) / options.idle_s, 3)
+            cpu_before = _process_cpu_s(pid)
+            started = time.monotonic()
+            for user in users:
+                user.deadline = started + options.duration_s
+            say(f"{options.sessions} users talking for {options.duration_s:.0f} s")
+            start_talking.set()
+            await running
+        finally:
+            start_talking.set()
+            if not running.done():
+                running.cancel()
+                await asyncio.wait([running])
         wall_s = time.monotonic() - started
         cpu_after = _process_cpu_s(pid)
         rss = _process_rss_mb(pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     return LoadResult(options=options, turns=[t for u in users for t in u.turns],
                       sessions=[u.session for u in users], wall_s=wall_s, server_cpu_s=cpu,
-                      server_rss_mb=rss)
+                      server_rss_mb=rss, idle_server_cpu_cores=idle_cores)

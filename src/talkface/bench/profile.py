@@ -15,6 +15,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -51,10 +52,13 @@ class ProfileOptions:
     Attributes:
         repeats: samples per work size and batch size.
         max_batch_size: largest batch measured for engines that take batches.
+        encoder: the live video encoder to measure: "x264" (fragmented MP4; WebRTC's
+            encoders cost about the same) or "jpeg" (the WebSocket ``jpeg`` output).
     """
 
     repeats: int = 5
     max_batch_size: int = 4
+    encoder: Literal["x264", "jpeg"] = "x264"
 
 
 def _rss_mb() -> float:
@@ -104,6 +108,9 @@ def measure_profile(settings: Settings, options: ProfileOptions | None = None,
     _measure_llm(settings, options, say, engines)
     _measure_animator(settings, options, say, engines, speech)
     _measure_encoder(settings, options, say, engines)
+    from talkface.api.realtime.media import IDLE_CHUNK_FRAMES
+    from talkface.asr.streaming import MIN_PARTIAL_AUDIO_S
+
     machine = MachineInfo(
         cpu_model=_cpu_model(),
         cpu_cores=os.cpu_count() or 1,
@@ -119,6 +126,11 @@ def measure_profile(settings: Settings, options: ProfileOptions | None = None,
             animator_chunk_frames=8,
             vad_window_ms=32.0,
             vad_hangover_ms=settings.vad.min_silence_ms,
+            # A conversation starts its reply at the first pause (see Conversation).
+            reply_start_ms=settings.vad.speech_pad_ms + 32.0,
+            asr_partial_interval_ms=settings.asr.partial_interval_ms,
+            asr_partial_min_audio_s=MIN_PARTIAL_AUDIO_S,
+            idle_chunk_frames=IDLE_CHUNK_FRAMES,
         ),
         engines=engines,  # type: ignore[arg-type]
         notes="measured by talkface bench profile",
@@ -181,8 +193,8 @@ def _measure_vad(settings: Settings, options: ProfileOptions, say: Progress,
 def _measure_asr(settings: Settings, options: ProfileOptions, say: Progress,
                  engines: dict[str, EngineProfile], speech: list[np.ndarray]) -> None:
     from talkface.asr.base import ASRRequest
-    from talkface.registry import load_backend_class
     from talkface.asr.registry import ASR_BACKENDS
+    from talkface.registry import load_backend_class
 
     say("asr: loading")
     before = _rss_mb()
@@ -195,7 +207,7 @@ def _measure_asr(settings: Settings, options: ProfileOptions, say: Progress,
         seconds = round(len(clip) / 16_000, 3)
         for batch in sorted({1, min(2, options.max_batch_size)}):
             requests = [ASRRequest(audio=clip, language="en") for _ in range(batch)]
-            samples = [_timed_ms(lambda: asr._transcribe_batch(requests))  # noqa: SLF001
+            samples = [_timed_ms(lambda requests=requests: asr._transcribe_batch(requests))
                        for _ in range(options.repeats)]
             points.append(ServicePoint.from_samples(batch_size=batch, work_units=seconds,
                                                     samples_ms=samples))
@@ -218,7 +230,7 @@ def _measure_llm(settings: Settings, options: ProfileOptions, say: Progress,
     before = _rss_mb()
     llm = LlamaCppLLM.load(settings.llm)
     rss = _rss_mb() - before
-    llama = llm._llama  # noqa: SLF001 - measuring the model itself, without the chat template
+    llama = llm._llama
     prefill_points, decode_samples = [], []
     for words in (16, 96, 320):
         samples = []
@@ -227,10 +239,10 @@ def _measure_llm(settings: Settings, options: ProfileOptions, say: Progress,
             text = f"{repeat} " + " ".join(f"word{i}" for i in range(words))
             tokens = llama.tokenize(text.encode())
             llama.reset()
-            samples.append(_timed_ms(lambda: llama.eval(tokens)))
+            samples.append(_timed_ms(lambda tokens=tokens: llama.eval(tokens)))
             for _ in range(8):
                 token = llama.sample(temp=0.0)
-                decode_samples.append(_timed_ms(lambda: llama.eval([token])))
+                decode_samples.append(_timed_ms(lambda token=token: llama.eval([token])))
         prefill_points.append(ServicePoint.from_samples(batch_size=1, work_units=len(tokens),
                                                         samples_ms=samples))
         say(f"llm: prefill {len(tokens)} tokens in {np.median(samples):.0f} ms")
@@ -269,7 +281,7 @@ def _measure_animator(settings: Settings, options: ProfileOptions, say: Progress
                                          num_frames=frames, fps=settings.animator.fps,
                                          audio=audio, audio_start_ns=0, seed=i)
                         for i in range(batch)]
-            samples.append(_timed_ms(lambda: animator._animate_batch(requests)))  # noqa: SLF001
+            samples.append(_timed_ms(lambda requests=requests: animator._animate_batch(requests)))
         points.append(ServicePoint.from_samples(batch_size=batch, work_units=frames,
                                                 samples_ms=samples))
         say(f"animator: batch {batch} x {frames} frames in {np.median(samples):.1f} ms")
@@ -293,22 +305,38 @@ def _measure_encoder(settings: Settings, options: ProfileOptions, say: Progress,
     image = np.ascontiguousarray(load_portrait()[:size, :size])
     if image.shape[:2] != (size, size):
         image = np.zeros((size, size, 3), np.uint8)
-    writer = MP4Writer(io.BytesIO(), fps=settings.animator.fps, size_px=size, fragmented=True,
-                       settings=settings.output)
     frames, samples, index = 8, [], 0
+    if options.encoder == "jpeg":
+        from talkface.api.realtime.outgoing import JPEG_QUALITY, encode_jpeg
+
+        backend, threads = f"jpeg q{JPEG_QUALITY}", 1
+
+        def encode(frame: np.ndarray, index: int) -> None:
+            encode_jpeg(frame)
+
+        def finish() -> None:
+            pass
+    else:
+        writer = MP4Writer(io.BytesIO(), fps=settings.animator.fps, size_px=size,
+                           fragmented=True, settings=settings.output)
+        backend = f"x264 {settings.output.preset}"
+        threads = max(1, settings.output.encoder_threads)
+
+        def encode(frame: np.ndarray, index: int) -> None:
+            writer.write_frame(VideoFrame(image=frame, pts_ns=index * 40_000_000, index=index))
+
+        finish = writer.close  # type: ignore[assignment]
     for _ in range(options.repeats * 2):
         def chunk() -> None:
             nonlocal index
             for _ in range(frames):
-                shifted = np.roll(image, index % 7, axis=1)  # not a still: x264 works for real
-                writer.write_frame(VideoFrame(image=shifted, pts_ns=index * 40_000_000,
-                                              index=index))
+                # Not a still image, so the encoder works for real.
+                encode(np.roll(image, index % 7, axis=1), index)
                 index += 1
         samples.append(_timed_ms(chunk))
-    writer.close()
+    finish()
     engines["encoder"] = EngineProfile(
-        backend=f"x264 {settings.output.preset}", device="cpu", hosting="per_session",
-        threads=max(1, settings.output.encoder_threads),
+        backend=backend, device="cpu", hosting="per_session", threads=threads,
         cost=CostCurve(unit="frame", points=[
             ServicePoint.from_samples(batch_size=1, work_units=frames, samples_ms=samples)]),
         source="talkface bench profile",

@@ -21,20 +21,27 @@ def profile(
     repeats: Annotated[int, typer.Option(help="Samples per work size.", min=1, max=100)] = 5,
     max_batch_size: Annotated[int, typer.Option(help="Largest batch to measure.",
                                                 min=1, max=64)] = 4,
-    config: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    encoder: Annotated[str, typer.Option(
+        help="Live video encoder to measure: x264 (fMP4, like WebRTC) or jpeg (WebSocket "
+             "jpeg output, what `bench load` uses).")] = "x264",
+    config: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML settings file.", dir_okay=False)] = None,
 ) -> None:
     """Measure every engine alone on this machine: service time per batch size, memory."""
     from talkface.bench.profile import ProfileOptions, measure_profile
     from talkface.config import load_settings
+    from talkface.errors import BadInput
     from talkface.output.mp4 import check_output_path
 
+    if encoder not in ("x264", "jpeg"):
+        raise BadInput(f"--encoder must be x264 or jpeg, not {encoder!r}")
     quiet_native_logs()
     check_output_path(output)
     settings = load_settings(config)
     with err_console.status("measuring") as status:
-        result = measure_profile(settings, ProfileOptions(repeats=repeats,
-                                                          max_batch_size=max_batch_size),
+        options = ProfileOptions(repeats=repeats, max_batch_size=max_batch_size,
+                                 encoder=encoder)  # type: ignore[arg-type]
+        result = measure_profile(settings, options,
                                  progress=lambda line: status.update(f"measuring: {line}"))
     result.save(output)
     for stage, engine in result.engines.items():
@@ -51,12 +58,16 @@ def load(
     minutes: Annotated[float, typer.Option(help="How long they talk.", min=0.1, max=120)] = 2.0,
     think_s: Annotated[float, typer.Option(help="Pause between an answer and the next question.",
                                            min=0, max=600)] = 2.0,
-    url: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    url: Annotated[Optional[str], typer.Option(
         help="A running server (default: start one on 127.0.0.1).")] = None,
-    api_key: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    api_key: Annotated[Optional[str], typer.Option(
         envvar="TALKFACE_API_KEY", help="API key of --url.")] = None,
-    output: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    output: Annotated[Optional[Path], typer.Option(
         "-o", "--output", help="Write every turn's measurements as JSON.", dir_okay=False)] = None,
+    calibrate: Annotated[Optional[Path], typer.Option(
+        help="A profile (from `bench profile`) to complete with what this run measured of "
+             "the serving path: CPU per live session and delivery time.",
+        exists=True, dir_okay=False)] = None,
 ) -> None:
     """Real concurrent talkers against a real server: latency, fps, drops, errors, CPU."""
     import asyncio
@@ -78,6 +89,19 @@ def load(
     summary = result.summary()
     for name, value in summary.items():
         out_console.print(f"{name:20s} {value}")
+    if calibrate is not None:
+        from talkface.bench.serving_path import calibrate as calibrate_profile
+        from talkface.planner.profile import Profile
+
+        profile = calibrate_profile(
+            Profile.load(calibrate), sessions=sessions,
+            idle_server_cpu_cores=result.idle_server_cpu_cores,
+            delivery_ms=[t.delivery_ms for t in result.turns if t.delivery_ms is not None])
+        profile.save(calibrate)
+        machine = profile.machine
+        out_console.print(
+            f"calibrated {calibrate}: {machine.session_overhead_cores if machine else 0:.3f} "
+            f"cores per live session, delivery {profile.pipeline.delivery_ms:.0f} ms")
     if output is not None:
         output.write_text(json.dumps({"summary": summary,
                                       "turns": [dataclasses.asdict(t) for t in result.turns]},

@@ -363,7 +363,7 @@ class Conversation:
             await self._answer(turn, text)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a turn's failure must reach the client
+        except Exception as exc:
             if not isinstance(exc, TalkfaceError):
                 logger.exception("turn %d failed", record.turn_id)
                 exc = BackendError(f"internal error: {type(exc).__name__}: {exc}",

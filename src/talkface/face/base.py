@@ -12,7 +12,6 @@ and add one line to :data:`talkface.face.registry.ANIMATOR_BACKENDS`.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from talkface.engines import BatchingOptions, BatchingSettings, ModelThread
-from talkface.errors import BackendError, TalkfaceError
 from talkface.messages import NS_PER_S, Emotion, PhonemeSpan
 
 AUDIO_RATE_HZ = 16_000
@@ -163,20 +161,9 @@ class AnimatorBackend(ABC):
         Raises:
             BackendError: rendering failed or took longer than ``timeout_s``.
         """
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                return await self._thread.run(self._animate_batch, requests)
-        except TimeoutError:
-            raise BackendError(
-                f"the {self.name} animator took longer than {self.settings.timeout_s:g} s",
-                retryable=True,
-            ) from None
-        except TalkfaceError:
-            raise
-        except Exception as exc:
-            raise BackendError(
-                f"the {self.name} animator failed: {type(exc).__name__}: {exc}", retryable=False
-            ) from exc
+        return await self._thread.run_limited(
+            f"the {self.name} animator", self.settings.timeout_s, self._animate_batch, requests
+        )
 
     def animate_sync(self, request: AnimationRequest) -> list[np.ndarray]:
         """Render one request synchronously in the model thread (benchmarks, tests)."""

@@ -91,7 +91,8 @@ class _BlazeFace:
             cx, cy = raw[0] + self._anchors[i, 0], raw[1] + self._anchors[i, 1]
             w, h = raw[2], raw[3]
             points = raw[4:].reshape(6, 2) + self._anchors[i]
-            to_image = lambda xy: xy * side - np.array([pad_x, pad_y])  # noqa: E731
+            def to_image(xy):
+                return xy * side - np.array([pad_x, pad_y])
             box = to_image(np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy + h / 2]]))
             detections.append(
                 FaceDetection(

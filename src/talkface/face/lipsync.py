@@ -79,7 +79,7 @@ def loudness_per_frame(audio: np.ndarray, rate_hz: int, fps: float, frames: int)
     per_frame = _ANALYSIS_RATE_HZ / fps
     levels = np.empty(frames)
     for k in range(frames):
-        window = samples[int(round(k * per_frame)) : int(round((k + 1) * per_frame))]
+        window = samples[round(k * per_frame) : round((k + 1) * per_frame)]
         rms = float(np.sqrt(np.mean(window.astype(np.float64) ** 2))) if window.size else 0.0
         levels[k] = 20 * np.log10(rms + 1e-4)
     return levels

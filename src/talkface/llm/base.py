@@ -45,6 +45,8 @@ class LLMSettings(BaseModel):
         context_tokens: conversation memory budget (system prompt + history + reply);
             the oldest turns are dropped beyond it.
         num_threads: llama.cpp threads (1 unless the box is otherwise idle).
+        conversation_cache_mb: llama.cpp: KV caches of other sessions' conversations kept
+            in memory so that sessions taking turns do not re-read their histories.
         connect_timeout_s: longest wait to reach a server.
         first_token_timeout_s: longest wait for the first token (a hung server).
         timeout_s: longest a whole reply may take.
@@ -61,11 +63,14 @@ class LLMSettings(BaseModel):
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     context_tokens: int = Field(4096, ge=256, le=131_072)
     num_threads: int = Field(1, ge=1, le=64)
+    conversation_cache_mb: int = Field(512, ge=0, le=65_536)
     connect_timeout_s: float = Field(3.0, gt=0)
     first_token_timeout_s: float = Field(15.0, gt=0)
     timeout_s: float = Field(60.0, gt=0)
     batching: BatchingSettings = Field(
-        default_factory=lambda: BatchingSettings(max_batch_size=1, max_wait_ms=0.0, max_queue_size=64)
+        default_factory=lambda: BatchingSettings(
+            max_batch_size=1, max_wait_ms=0.0, max_queue_size=64
+        )
     )
 
     def batching_options(self) -> BatchingOptions:
@@ -223,5 +228,5 @@ class LLMBackend(ABC):
     async def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:
         """Generate each request, writing deltas to and closing each stream."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Release the model or connection."""

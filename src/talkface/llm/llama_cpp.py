@@ -6,12 +6,15 @@ itself. Any other GGUF works by path.
 
 llama.cpp keeps the tokens it evaluated last: a new prompt that starts with the same
 tokens (the system prompt, the conversation so far) only evaluates what is new. One
-model instance serves all sessions one generation at a time, so the shared system
-prompt is what every session reuses; :class:`GenerationStats` reports what was reused.
+model instance serves all sessions one generation at a time; when it moves to another
+session's conversation, the one it held is saved (:mod:`talkface.llm._kv_states`) and
+restored when that session speaks again. :class:`GenerationStats` reports what was
+reused.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
 from pathlib import Path
@@ -19,6 +22,13 @@ from typing import Any, Self
 
 from talkface.engines import ModelThread
 from talkface.errors import BackendUnavailable, ConfigError
+from talkface.llm._kv_states import (
+    ConversationStates,
+    Messages,
+    SavedConversation,
+    common_prefix_length,
+    shared_messages,
+)
 from talkface.llm.base import (
     GenerationRequest,
     GenerationStats,
@@ -71,6 +81,9 @@ class LlamaCppLLM(LLMBackend):
         super().__init__(settings)
         self._llama = llama
         self._thread = ModelThread("llm")
+        self._held: Messages = ()
+        """The conversation (prompt and reply) llama.cpp's KV cache holds now."""
+        self._saved = ConversationStates(settings.conversation_cache_mb * 1_000_000)
 
     @classmethod
     def load(cls, settings: LLMSettings) -> Self:
@@ -102,7 +115,7 @@ class LlamaCppLLM(LLMBackend):
         for request in requests:
             try:
                 stats.append(self._generate(request))
-            except Exception as exc:  # noqa: BLE001 - reported through that request's stream
+            except Exception as exc:
                 request.stream.close(exc)
                 stats.append(GenerationStats(finish_reason="error"))
             else:
@@ -112,6 +125,9 @@ class LlamaCppLLM(LLMBackend):
     def _generate(self, request: GenerationRequest) -> GenerationStats:
         if request.stream.cancelled:
             return GenerationStats(finish_reason="cancelled")
+        messages = tuple((m.role, m.content) for m in request.messages)
+        self._switch_to(messages)
+        self._held = ()  # unknown until this generation ends well
         cached_before = self._llama.n_tokens
         previous = list(self._llama._input_ids[:cached_before])  # what llama.cpp holds now
         chunks = self._llama.create_chat_completion(
@@ -122,6 +138,7 @@ class LlamaCppLLM(LLMBackend):
         )
         completion = 0
         finish = "stop"
+        reply: list[str] = []
         for chunk in chunks:
             if request.stream.cancelled:
                 finish = "cancelled"
@@ -130,11 +147,13 @@ class LlamaCppLLM(LLMBackend):
             text = choice["delta"].get("content")
             if text:
                 completion += 1
+                reply.append(text)
                 request.stream.put(text)
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
         prompt_tokens = max(0, self._llama.n_tokens - completion)
-        reused = _common_prefix(previous, list(self._llama._input_ids[:prompt_tokens]))
+        reused = common_prefix_length(previous, list(self._llama._input_ids[:prompt_tokens]))
+        self._held = (*messages, ("assistant", "".join(reply)))
         return GenerationStats(
             prompt_tokens=prompt_tokens,
             evaluated_prompt_tokens=prompt_tokens - reused,
@@ -142,14 +161,40 @@ class LlamaCppLLM(LLMBackend):
             finish_reason=finish,
         )
 
+    def _switch_to(self, messages: Messages) -> None:
+        """Put the saved state that best starts ``messages`` into llama.cpp's KV cache,
+        saving the conversation held now if this prompt does not continue it."""
+        held_shared = shared_messages(self._held, messages)
+        if self._held and held_shared < len(self._held):
+            self._saved.put(self._save_held())
+        found = self._saved.take_best(messages, better_than=held_shared)
+        if found is not None:
+            self._restore(found)
+
+    def _save_held(self) -> SavedConversation:
+        import llama_cpp
+
+        ctx = self._llama._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+        token_ids = self._llama.input_ids[: self._llama.n_tokens].copy()
+        return SavedConversation(self._held, token_ids, buffer, int(written))
+
+    def _restore(self, saved: SavedConversation) -> None:
+        import llama_cpp
+
+        ctx = self._llama._ctx.ctx
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, -1, -1)
+        if llama_cpp.llama_state_seq_set_data(ctx, saved.kv_state, saved.size_bytes, 0) == 0:
+            logger.warning("llama.cpp refused a saved conversation state; evaluating afresh")
+            self._llama.reset()
+            return
+        count = len(saved.token_ids)
+        self._llama.input_ids[:count] = saved.token_ids
+        self._llama.n_tokens = count
+        self._held = saved.messages
+
     async def aclose(self) -> None:
         self._thread.shutdown()
 
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    length = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        length += 1
-    return length

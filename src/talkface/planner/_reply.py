@@ -199,8 +199,9 @@ class Turn:
     # encoder -> viewer: playback at fps, stalling when a chunk is late
     def on_ready(self, c: int, ready_s: float) -> None:
         duration_s = self.chunks[c] / self.sim.fps
+        ready_s = max(ready_s, self.t_ref)  # a speculative reply is held until confirmed
         if c == 0:
-            self.ttff_s = ready_s - self.t_ref
+            self.ttff_s = ready_s - self.t_ref + self.sim.delivery_s
             self.start_s = ready_s
             self.end_s = ready_s + duration_s
         else:

@@ -135,12 +135,15 @@ class ServiceModel:
         block = 4096
         if self._factors:
             table = np.asarray(self._factors)
-            draw = lambda: table[rng.integers(0, len(table), block)]  # noqa: E731
+            def draw():
+                return table[rng.integers(0, len(table), block)]
         elif self._sigma > 0:
             sigma = self._sigma
-            draw = lambda: np.exp(sigma * rng.standard_normal(block) - sigma**2 / 2)  # noqa: E731
+            def draw():
+                return np.exp(sigma * rng.standard_normal(block) - sigma**2 / 2)
         else:
-            draw = lambda: np.ones(block)  # noqa: E731
+            def draw():
+                return np.ones(block)
         buffer: list[float] = []
         line = self._line
 

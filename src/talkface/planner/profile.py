@@ -243,6 +243,9 @@ class MachineInfo(BaseModel):
             WebRTC, the OS); the simulator gives the engines ``cpu_cores - reserved_cores``.
         memory_gb: installed memory.
         gpu_name: catalog name of the GPU, or null on a CPU-only box.
+        session_overhead_cores: CPU one live session costs on a CPU box beyond the engines'
+            work the simulator counts (WebSocket/WebRTC transport, pacing, frame
+            conversions): ``bench load``'s silent phase, less the idle video.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -250,6 +253,7 @@ class MachineInfo(BaseModel):
     cpu_model: str = ""
     cpu_cores: int = Field(ge=1, le=4096)
     reserved_cores: float = Field(0.0, ge=0)
+    session_overhead_cores: float = Field(0.0, ge=0, le=64)
     memory_gb: float | None = Field(None, gt=0)
     gpu_name: str | None = None
 
@@ -283,6 +287,18 @@ class PipelineSettings(BaseModel):
         tts_inflight_sentences: TTS requests one session keeps in flight.
         vad_window_ms: audio per VAD request.
         vad_hangover_ms: silence after speech before the VAD declares the end.
+        reply_start_ms: when after the end of speech the reply's work starts. None: when
+            the hangover is over. talkface starts it *speculatively* at the first pause
+            (``speech_pad_ms`` after the speech), holding its frames back until the
+            hangover confirms the end, so most of the pipeline hides in the hangover.
+        asr_partial_interval_ms: while the user speaks, a partial ASR pass over the audio
+            so far at most this often (0: none; they cost compute, not latency).
+        asr_partial_min_audio_s: no partial pass before this much speech.
+        idle_chunk_frames: a live session's avatar keeps moving while silent: frames per
+            idle-video animator request, each then encoded (0: idle video costs nothing,
+            e.g. a looped clip).
+        delivery_ms: from the first encoded frame to the viewer seeing it (pacing,
+            transport); added to the time to first frame.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -293,6 +309,17 @@ class PipelineSettings(BaseModel):
     tts_inflight_sentences: int = Field(1, ge=1, le=64)
     vad_window_ms: float = Field(32.0, gt=0, le=2000)
     vad_hangover_ms: float = Field(300.0, ge=0, le=5000)
+    reply_start_ms: float | None = Field(None, ge=0, le=5000)
+    asr_partial_interval_ms: float = Field(0.0, ge=0, le=60_000)
+    asr_partial_min_audio_s: float = Field(0.8, ge=0, le=60)
+    idle_chunk_frames: int = Field(0, ge=0, le=1000)
+    delivery_ms: float = Field(0.0, ge=0, le=10_000)
+
+    @property
+    def reply_start_s(self) -> float:
+        """Seconds after the end of speech at which the reply's work starts."""
+        start_ms = self.vad_hangover_ms if self.reply_start_ms is None else self.reply_start_ms
+        return min(start_ms, self.vad_hangover_ms) / 1000.0
 
     @property
     def chunk_s(self) -> float:

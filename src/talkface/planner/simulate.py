@@ -1,15 +1,19 @@
 """Discrete-event simulation of the whole pipeline with many sessions.
 
 Each session loops: the user speaks for ``utterance_s`` (the VAD gets one request per
-``vad_window_ms`` window of it, and of the hang-over silence after it); the ASR makes its
-final pass; the LLM generates the reply, handing each sentence on as soon as its last
-token exists; each sentence is spoken by the TTS; each chunk of its audio is animated and
-then encoded; the reply plays at ``fps`` (stalling when a chunk is late); the user thinks
-and speaks again. Stages batch and queue as deployed (:mod:`talkface.planner.des`).
+``vad_window_ms`` window of it, and of the hang-over silence after it; the ASR may make
+partial passes meanwhile); the ASR makes its final pass; the LLM generates the reply,
+handing each sentence on as soon as its last token exists; each sentence is spoken by the
+TTS; each chunk of its audio is animated and then encoded; the reply plays at ``fps``
+(stalling when a chunk is late); the user thinks and speaks again. The reply's work
+starts ``reply_start_ms`` after the speech (speculatively, inside the hang-over) or when
+the hang-over ends. Between replies a live avatar may keep moving: idle chunks go through
+the animator and the encoder too. Stages batch and queue as deployed
+(:mod:`talkface.planner.des`).
 
 Time to first frame (TTFF) runs from the end of speech plus the VAD hang-over to the
-first encoded chunk. A reply is *sustained* when stalls leave it at no less than
-``SLO.min_fps_share`` of the nominal fps.
+first encoded chunk (or 0 when a speculative reply had it ready by then). A reply is
+*sustained* when stalls leave it at no less than ``SLO.min_fps_share`` of the nominal fps.
 
 The run is deterministic for a seed, and bounded: its simulated length is set so that
 about ``SimOptions.target_turns`` turns are measured.
@@ -180,9 +184,17 @@ class _PipelineSim:
         window_ms = options.vad_window_ms or pipeline.vad_window_ms
         self.vad_window_s = window_ms / 1000.0
         self.hangover_s = pipeline.vad_hangover_ms / 1000.0
-        self.cpu_pool = (
-            ProcessorPool(env, deployment.cpu_cores, "cpu") if deployment.is_cpu_box else None
-        )
+        self.reply_start_s = pipeline.reply_start_s
+        self.partial_interval_s = pipeline.asr_partial_interval_ms / 1000.0
+        self.partial_min_audio_s = pipeline.asr_partial_min_audio_s
+        self.idle_chunk_frames = pipeline.idle_chunk_frames
+        self.delivery_s = pipeline.delivery_ms / 1000.0
+        self.cpu_pool = None
+        if deployment.is_cpu_box:
+            # Live sessions cost CPU outside the engines too; what is left runs them.
+            overhead = sessions * (profile.machine.session_overhead_cores if profile.machine else 0)
+            cores = max(deployment.cpu_cores - overhead, 0.05 * deployment.cpu_cores)
+            self.cpu_pool = ProcessorPool(env, cores, "cpu")
         names = deployment.card_names or tuple(f"gpu{i}" for i in range(deployment.card_count))
         self.cards = [ProcessorPool(env, 1.0, name) for name in names]
         self.stages: dict[Stage, object] = {}
@@ -249,13 +261,34 @@ class _PipelineSim:
         env, wl = self.env, self.workload
         rng = random.Random(f"{self.options.seed}/session/{sid}")
         yield env.timeout(rng.uniform(0.0, wl.cycle_s))
+        current: list[Turn | None] = [None]
+        if self.idle_chunk_frames:
+            env.process(self.idle_video(current))
         while True:
-            turn = yield from self.turn(rng)
+            turn = yield from self.turn(rng, current)
             if turn.end_s > env.now:
                 yield env.timeout(turn.end_s - env.now)
             yield env.timeout(rng.expovariate(1.0 / wl.think_s_mean))
 
-    def turn(self, rng: random.Random) -> simpy.events.ProcessGenerator:
+    def idle_video(self, current: list[Turn | None]) -> simpy.events.ProcessGenerator:
+        """The avatar moves while it does not speak: chunks rendered and encoded in real
+        time, through the same animator and encoder as the replies."""
+        env, frames = self.env, self.idle_chunk_frames
+        period_s = frames / self.fps
+        next_s = env.now
+        while True:
+            turn = current[0]
+            speaking = turn is not None and 0 <= turn.start_s <= env.now < turn.end_s
+            if not speaking:
+                yield self.animator.submit(frames).done
+                if self.encoder is not None:
+                    yield self.encoder.submit(frames).done
+            next_s = max(next_s + period_s, env.now)
+            yield env.timeout(next_s - env.now)
+
+    def turn(
+        self, rng: random.Random, current: list[Turn | None]
+    ) -> simpy.events.ProcessGenerator:
         env, wl = self.env, self.workload
         utterance_s = wl.utterance_s.sample(rng)
         boundaries, audio, hits = plan_reply(wl, rng)
@@ -266,7 +299,12 @@ class _PipelineSim:
         turn.measured = self.measure_from_s <= turn.t_ref < self.measure_until_s
         if turn.measured:
             self.turns.append(turn)
-        yield from self._listen(utterance_s)
+        if self.partial_interval_s and self.asr is not None:
+            env.process(self._partials(utterance_s))
+        yield from self._listen(utterance_s, self.reply_start_s)
+        if self.reply_start_s < self.hangover_s:  # the VAD goes on through the hang-over
+            env.process(self._vad_windows(self.hangover_s - self.reply_start_s))
+        current[0] = turn
         turn.t_vad = env.now
         request = self.asr.submit(utterance_s)
         yield request.done
@@ -279,10 +317,23 @@ class _PipelineSim:
         yield turn.finished
         return turn
 
-    def _listen(self, utterance_s: float) -> simpy.events.ProcessGenerator:
-        """The user speaks, then is silent for the hang-over; the VAD sees every window."""
+    def _partials(self, utterance_s: float) -> simpy.events.ProcessGenerator:
+        """Partial ASR passes over the audio so far while the user speaks, one at a time."""
+        env, start_s = self.env, self.env.now
+        heard_s = self.partial_min_audio_s
+        while heard_s < utterance_s:
+            yield env.timeout(max(0.0, start_s + heard_s - env.now))
+            yield self.asr.submit(heard_s).done
+            heard_s = max(heard_s + self.partial_interval_s, env.now - start_s)
+
+    def _vad_windows(self, seconds: float) -> simpy.events.ProcessGenerator:
+        """VAD work that delays nothing (the rest of the hang-over after a speculative start)."""
+        yield from self._listen(0.0, seconds)
+
+    def _listen(self, utterance_s: float, silence_s: float) -> simpy.events.ProcessGenerator:
+        """The user speaks, then is silent for ``silence_s``; the VAD sees every window."""
         env, vad, window_s = self.env, self.vad, self.vad_window_s
-        windows = max(1, math.ceil((utterance_s + self.hangover_s) / window_s))
+        windows = max(1, math.ceil((utterance_s + silence_s) / window_s))
         if vad is None:
             yield env.timeout(windows * window_s)
         elif isinstance(vad, PerSessionStage) and not vad.contended:

@@ -5,7 +5,6 @@ turns the digits it reads into words, so a later, more general rule never sees t
 """
 
 # En dashes, minus and multiplication signs are what these rules read.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

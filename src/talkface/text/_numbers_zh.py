@@ -7,7 +7,6 @@ voice.
 """
 
 # Full-width, Chinese and typographic punctuation is what this module is about.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """English words for money, units, symbols and abbreviations, read by ``_numbers_en``."""
 
 # Multiplication, approximation and other typographic signs are what these tables read.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

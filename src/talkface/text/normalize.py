@@ -8,7 +8,6 @@ deterministic, and it never raises.
 """
 
 # Full-width, Chinese and typographic punctuation is what this module is about.
-# ruff: noqa: RUF001, RUF003
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ on each piece.
 """
 
 # Full-width, Chinese and typographic punctuation is what this module is about.
-# ruff: noqa: RUF001, RUF002
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ line to :data:`talkface.tts.registry.TTS_BACKENDS`.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -14,7 +13,7 @@ from typing import ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from talkface.engines import BatchingOptions, BatchingSettings, ModelThread
-from talkface.errors import BackendError, BadInput, TalkfaceError
+from talkface.errors import BadInput
 from talkface.messages import Emotion, SpeechAudio
 
 MAX_SENTENCE_CHARS = 2_000
@@ -146,21 +145,10 @@ class TTSBackend(ABC):
         Raises:
             BackendError: synthesis failed or took longer than ``timeout_s``.
         """
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                return await self._thread.run(self._synthesize_batch, requests)
-        except TimeoutError:
-            raise BackendError(
-                f"TTS voice {self.voice.name!r} took longer than {self.settings.timeout_s:g} s",
-                retryable=True,
-            ) from None
-        except TalkfaceError:
-            raise
-        except Exception as exc:
-            raise BackendError(
-                f"TTS voice {self.voice.name!r} failed: {type(exc).__name__}: {exc}",
-                retryable=False,
-            ) from exc
+        return await self._thread.run_limited(
+            f"TTS voice {self.voice.name!r}", self.settings.timeout_s, self._synthesize_batch,
+            requests,
+        )
 
     def synthesize(self, request: SynthesisRequest) -> SpeechAudio:
         """Speak one request synchronously in the model thread (for scripts and tests)."""
