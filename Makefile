@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml requirements/no-deps.txt scripts/setup.sh
 	@touch $@
 
 demo: setup
+	@mkdir -p demo
 	$(TALKFACE) say "Hello! I am your virtual assistant. How can I help you today?" -o demo/hello.mp4
 	$(TALKFACE) say "你好，很高兴为您服务。" --lang zh -o demo/hello_zh.mp4
 	@echo "demo videos: $(CURDIR)/demo/hello.mp4 $(CURDIR)/demo/hello_zh.mp4"
