@@ -30,21 +30,12 @@ from typing import Any
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from _questions import QUESTIONS  # bench/ is the script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "api"))
 
-QUESTIONS = [
-    "What can you do for me?",
-    "What time does the store open?",
-    "Can you recommend a good book?",
-    "How is the weather today?",
-    "Where is the nearest train station?",
-    "Tell me something interesting.",
-    "How do I reset my password?",
-    "What is your name?",
-    "Can you help me with my order?",
-    "What should I eat for dinner?",
-]
 RATE = 16_000
 LEAD_S = 3.0
 CHROMIUM = "/usr/bin/chromium"

@@ -22,18 +22,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-QUESTIONS = [
-    "What can you do for me?",
-    "What time does the store open?",
-    "Can you recommend a good book?",
-    "How is the weather today?",
-    "Where is the nearest train station?",
-    "Tell me something interesting.",
-    "How do I reset my password?",
-    "What is your name?",
-    "Can you help me with my order?",
-    "What should I eat for dinner?",
-]
+from _questions import QUESTIONS  # bench/ is the script's own folder
+
 RATE = 16_000
 CHUNK = 512
 
