@@ -27,6 +27,7 @@ from talkface.errors import ConfigError
 from talkface.face.base import AnimatorSettings
 from talkface.llm.base import LLMSettings
 from talkface.output.mp4 import OutputSettings
+from talkface.serving.settings import ServingSettings
 from talkface.tts.base import TTSSettings
 from talkface.vad.base import VADSettings
 
@@ -63,6 +64,7 @@ class Settings(BaseSettings):
     output: OutputSettings = Field(default_factory=OutputSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @classmethod
     def settings_customise_sources(

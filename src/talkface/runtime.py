@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,7 +20,7 @@ from talkface.asr.base import ASRBackend, ASRRequest
 from talkface.asr.registry import ASR_BACKENDS
 from talkface.config import Settings, load_settings
 from talkface.engines import BatchObserver, Engine
-from talkface.errors import BadInput
+from talkface.errors import BackendUnavailable, BadInput
 from talkface.face.base import AnimationRequest, AnimatorBackend
 from talkface.face.portrait import load_portrait
 from talkface.face.registry import ANIMATOR_BACKENDS
@@ -32,7 +33,7 @@ from talkface.llm.base import (
 )
 from talkface.llm.registry import LLM_BACKENDS
 from talkface.messages import SpeechAudio, Transcript
-from talkface.registry import load_backend_class
+from talkface.registry import BackendEntry, load_backend_class
 from talkface.tts.base import SynthesisRequest, TTSBackend, VoiceInfo
 from talkface.tts.voices import backend_class, resolve_voice
 from talkface.vad.base import VADBackend
@@ -40,6 +41,24 @@ from talkface.vad.registry import VAD_BACKENDS
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    """How a stage's backend is found: its registry and its name in messages."""
+
+    registry: dict[str, BackendEntry]
+    label: str
+
+
+_STAGES = {
+    "vad": _Stage(VAD_BACKENDS, "VAD"),
+    "asr": _Stage(ASR_BACKENDS, "ASR"),
+    "llm": _Stage(LLM_BACKENDS, "LLM"),
+    "animator": _Stage(ANIMATOR_BACKENDS, "animator"),
+}
+"""The stages with one backend per process, chosen by ``settings.<stage>.backend``. TTS
+is apart: one backend per voice (see :meth:`Runtime.tts_engine`)."""
 
 
 class Runtime:
@@ -112,104 +131,63 @@ class Runtime:
 
         return await self._once(key, load)
 
-    async def animator(self) -> AnimatorBackend:
-        """The loaded animator backend."""
-        settings = self.settings.animator
+    async def _backend(self, stage: str) -> Any:
+        """The loaded backend of ``stage`` (one of :data:`_STAGES`), loading it once."""
+        spec = _STAGES[stage]
+        settings = getattr(self.settings, stage)
 
-        async def load() -> AnimatorBackend:
-            cls = load_backend_class("animator", ANIMATOR_BACKENDS, settings.backend)
-            logger.info("loading animator %s", settings.backend)
-            backend: AnimatorBackend = await asyncio.to_thread(cls.load, settings)
-            self.backends["animator"] = backend
+        async def load() -> Any:
+            cls = load_backend_class(spec.label, spec.registry, settings.backend)
+            logger.info("loading %s %s", spec.label, settings.backend)
+            backend = await asyncio.to_thread(cls.load, settings)
+            self.backends[stage] = backend
             return backend
 
-        return await self._once("animator", load)
+        return await self._once(stage, load)
+
+    async def _engine(self, stage: str, run_batch_name: str) -> Any:
+        """The engine in front of ``stage``'s backend (its method ``run_batch_name``)."""
+
+        async def load() -> Engine[Any, Any]:
+            backend = await self._backend(stage)
+            engine: Engine[Any, Any] = Engine(
+                stage,
+                getattr(backend, run_batch_name),
+                getattr(self.settings, stage).batching_options(),
+                observers=self._observers,
+            )
+            self._engines.append(engine)
+            return engine
+
+        return await self._once(f"{stage}-engine", load)
+
+    async def animator(self) -> AnimatorBackend:
+        """The loaded animator backend."""
+        return await self._backend("animator")
 
     async def animator_engine(self) -> Engine[AnimationRequest, list[np.ndarray]]:
         """The animator's engine (micro-batched frame rendering)."""
-
-        async def load() -> Engine[AnimationRequest, list[np.ndarray]]:
-            backend = await self.animator()
-            engine: Engine[AnimationRequest, list[np.ndarray]] = Engine(
-                "animator",
-                backend.animate_batch,
-                self.settings.animator.batching_options(),
-                observers=self._observers,
-            )
-            self._engines.append(engine)
-            return engine
-
-        return await self._once("animator-engine", load)
+        return await self._engine("animator", "animate_batch")
 
     async def vad(self) -> VADBackend:
         """The loaded VAD model (sessions each get their own stream of it)."""
-        settings = self.settings.vad
-
-        async def load() -> VADBackend:
-            cls = load_backend_class("VAD", VAD_BACKENDS, settings.backend)
-            backend: VADBackend = await asyncio.to_thread(cls.load, settings)
-            self.backends["vad"] = backend
-            return backend
-
-        return await self._once("vad", load)
+        return await self._backend("vad")
 
     async def asr_backend(self) -> ASRBackend:
         """The loaded speech recogniser."""
-        settings = self.settings.asr
-
-        async def load() -> ASRBackend:
-            cls = load_backend_class("ASR", ASR_BACKENDS, settings.backend)
-            logger.info("loading ASR %s (%s)", settings.backend, settings.model)
-            backend: ASRBackend = await asyncio.to_thread(cls.load, settings)
-            self.backends["asr"] = backend
-            return backend
-
-        return await self._once("asr", load)
+        return await self._backend("asr")
 
     async def asr_engine(self) -> Engine[ASRRequest, Transcript]:
         """The ASR engine shared by all sessions."""
-
-        async def load() -> Engine[ASRRequest, Transcript]:
-            backend = await self.asr_backend()
-            engine: Engine[ASRRequest, Transcript] = Engine(
-                "asr",
-                backend.transcribe_batch,
-                self.settings.asr.batching_options(),
-                observers=self._observers,
-            )
-            self._engines.append(engine)
-            return engine
-
-        return await self._once("asr-engine", load)
+        return await self._engine("asr", "transcribe_batch")
 
     async def llm_backend(self) -> LLMBackend:
         """The loaded LLM (or the connection to an LLM server)."""
-        settings = self.settings.llm
-
-        async def load() -> LLMBackend:
-            cls = load_backend_class("LLM", LLM_BACKENDS, settings.backend)
-            logger.info("loading LLM %s (%s)", settings.backend, settings.model)
-            backend: LLMBackend = await asyncio.to_thread(cls.load, settings)
-            self.backends["llm"] = backend
-            return backend
-
-        return await self._once("llm", load)
+        return await self._backend("llm")
 
     async def llm_engine(self) -> Engine[GenerationRequest, GenerationStats]:
         """The LLM engine shared by all sessions."""
-
-        async def load() -> Engine[GenerationRequest, GenerationStats]:
-            backend = await self.llm_backend()
-            engine: Engine[GenerationRequest, GenerationStats] = Engine(
-                "llm",
-                backend.generate_batch,
-                self.settings.llm.batching_options(),
-                observers=self._observers,
-            )
-            self._engines.append(engine)
-            return engine
-
-        return await self._once("llm-engine", load)
+        return await self._engine("llm", "generate_batch")
 
     async def prime_llm(self, persona: str) -> None:
         """Evaluate ``persona`` now, so the first reply only evaluates the user's words.
@@ -247,6 +225,14 @@ class Runtime:
         for voice in voices:
             await self.tts_engine(voice)
 
+    def deployment_replicas(self) -> dict[str, int]:
+        """Running replicas per stage deployment (empty: engines run in this process)."""
+        return {}
+
+    def render_runner(self) -> Any:
+        """What renders a job away from this process (None: render jobs run here)."""
+        return None
+
     def check_voice_language(self, voice: VoiceInfo, language: str) -> None:
         """Refuse a voice that cannot speak ``language`` (espeak voices speak any)."""
         if voice.backend != "espeak" and voice.language != language:
@@ -270,3 +256,21 @@ class Runtime:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def create_runtime(settings: Settings, *, observers: tuple[BatchObserver, ...] = ()) -> Runtime:
+    """The host ``settings.serving.engines`` names: in-process, or Ray Serve deployments.
+
+    Raises:
+        BackendUnavailable: Ray is selected but not installed.
+    """
+    if settings.serving.engines == "local":
+        return Runtime(settings, observers=observers)
+    try:
+        from talkface.serving.runtime import RayRuntime
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"--engines ray needs Ray Serve ({exc.name or exc}); run: "
+            "pip install 'talkface[serving]'"
+        ) from exc
+    return RayRuntime(settings, observers=observers)

@@ -17,11 +17,12 @@ from fastapi import FastAPI
 
 from talkface.api.auth import Authenticator, KeyRing, RateLimiter, TokenSigner
 from talkface.api.errors import install_error_handlers
+from talkface.api.log_redaction import install_log_redaction
 from talkface.api.metrics import MetricsMiddleware, ServerMetrics
 from talkface.api.sessions import SessionRegistry
 from talkface.api.state import ServerState
 from talkface.config import Settings
-from talkface.runtime import Runtime
+from talkface.runtime import Runtime, create_runtime
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None,
@@ -33,9 +34,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None,
         runtime: engines to use (default: a new runtime on ``settings``).
         token_secret: session-token signing secret (default: random per start).
     """
+    install_log_redaction()
     metrics = ServerMetrics()
     # A runtime passed in keeps its own observers (engine batch metrics need this one).
-    runtime = runtime or Runtime(settings, observers=(metrics.observe_batch,))
+    runtime = runtime or create_runtime(settings, observers=(metrics.observe_batch,))
     server = settings.server
     state = ServerState(
         settings=settings,

@@ -124,6 +124,12 @@ class ServerMetrics:
         """Read live sessions and engine queue depths from ``state`` when scraped."""
         self._gauges.state = state
 
+    def render_ended(self, status: str, trace: TurnTrace | None) -> None:
+        """A render job ended with ``status`` (a finished text job brings its trace)."""
+        self.renders.labels(status).inc()
+        if trace is not None:
+            self.observe_turn(trace, source="render")
+
     def watch_renders(self, pending_renders: Callable[[], int]) -> None:
         """Read the number of pending render jobs with ``pending_renders`` when scraped
         (it may block: scrapes run in a worker thread)."""
@@ -153,6 +159,14 @@ class _GaugeCollector(Collector):
         for engine in _engines(state):
             depth.add_metric([engine.name], engine.queue_depth)
         yield depth
+        replicas = state.runtime.deployment_replicas()
+        if replicas:
+            family = GaugeMetricFamily("talkface_stage_replicas",
+                                       "Running replicas of each stage's Ray Serve deployment.",
+                                       labels=["stage"])
+            for stage, count in sorted(replicas.items()):
+                family.add_metric([stage], count)
+            yield family
         if self.pending_renders is not None:
             pending = GaugeMetricFamily("talkface_pending_renders",
                                         "Render jobs queued or running right now.")

@@ -57,6 +57,8 @@ class LoadOptions:
         stagger_s: users start this far apart, so their turns do not all line up.
         idle_s: first, every user connects and stays silent this long: the server's CPU
             then is what live sessions cost while nobody talks (idle video, transport).
+        engines: where the started server runs its models ("local" or "ray"); with
+            "ray", the server's CPU is the gateway's only (the replicas are other processes).
     """
 
     sessions: int = 1
@@ -66,6 +68,7 @@ class LoadOptions:
     api_key: str | None = None
     stagger_s: float = 3.0
     idle_s: float = 5.0
+    engines: str = "local"
 
 
 @dataclass(slots=True)
@@ -358,7 +361,8 @@ async def _server(options: LoadOptions, progress: Progress):  # type: ignore[no-
            # Enough headroom for the load itself: limits are not what is measured here.
            "TALKFACE_SERVER__LIMITS__MAX_SESSIONS": str(max(8, options.sessions + 2)),
            "TALKFACE_SERVER__RATE_LIMIT__REQUESTS_PER_S": "1000",
-           "TALKFACE_SERVER__RATE_LIMIT__BURST": "1000"}
+           "TALKFACE_SERVER__RATE_LIMIT__BURST": "1000",
+           "TALKFACE_SERVING__ENGINES": options.engines}
     process = subprocess.Popen(  # noqa: ASYNC220 - spawning is quick; the wait is async below
         [sys.executable, "-m", "talkface.cli", "serve", "--host", "127.0.0.1", "--port",
          str(port)],

@@ -68,6 +68,9 @@ def load(
         help="A profile (from `bench profile`) to complete with what this run measured of "
              "the serving path: CPU per live session and delivery time.",
         exists=True, dir_okay=False)] = None,
+    engines: Annotated[str, typer.Option(
+        help="Where the started server runs its models: 'local' or 'ray' (a local Ray "
+             "Serve; run inside a loopback-only network namespace).")] = "local",
 ) -> None:
     """Real concurrent talkers against a real server: latency, fps, drops, errors, CPU."""
     import asyncio
@@ -82,8 +85,10 @@ def load(
         raise ConfigError("bench load only talks to a server on this machine (loopback)")
     if url is not None and api_key is None:
         raise ConfigError("--url needs --api-key (or TALKFACE_API_KEY)")
+    if engines not in ("local", "ray"):
+        raise ConfigError(f"--engines must be 'local' or 'ray', not {engines!r}")
     options = LoadOptions(sessions=sessions, duration_s=minutes * 60, think_s=think_s, url=url,
-                          api_key=api_key)
+                          api_key=api_key, engines=engines)
     with err_console.status("load test") as status:
         result = asyncio.run(run_load(options, progress=lambda line: status.update(line)))
     summary = result.summary()

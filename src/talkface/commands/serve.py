@@ -36,10 +36,16 @@ def create_app_from_env():  # type: ignore[no-untyped-def]
 
 
 def run_serve(*, host: str | None, port: int | None, workers: int,
-              config_file: Path | None) -> None:
+              config_file: Path | None, engines: str | None = None,
+              ray_address: str | None = None) -> None:
     """Start the server; prints its URL, the API key it generated (if any) and a page URL."""
     import uvicorn
 
+    # Worker processes read their settings from the environment: pass these down that way.
+    if engines is not None:
+        os.environ["TALKFACE_SERVING__ENGINES"] = engines
+    if ray_address is not None:
+        os.environ["TALKFACE_SERVING__RAY_ADDRESS"] = ray_address
     keys = api_keys_from_env()
     generated = None
     if not keys:
@@ -51,6 +57,11 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
     if port is not None:
         overrides["port"] = port
     settings: Settings = load_settings(config_file, server=overrides)
+    serving = settings.serving
+    if serving.engines == "ray" and serving.ray_address is None and workers > 1:
+        raise ConfigError("--engines ray with several --workers needs one Ray cluster for "
+                          "all of them: start it with `ray start --head` and pass "
+                          "--ray-address auto")
     try:
         KeyRing(keys)
     except ValueError as exc:
@@ -65,8 +76,10 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
     base = f"http://{server.host}:{server.port}"
     key_id = KeyRing(keys).identify(keys[0]) or ""
     page_token, _ = TokenSigner(secret).issue(key_id, server.token_ttl_s)
-    out_console.print(f"talkface is starting on [bold]{base}[/] (models load in the background;"
-                      f" {base}/readyz says when they are ready)", soft_wrap=True)
+    where = ("on Ray Serve, one deployment per stage" if serving.engines == "ray"
+             else "in this process")
+    out_console.print(f"talkface is starting on [bold]{base}[/] (models load in the background,"
+                      f" {where}; {base}/readyz says when they are ready)", soft_wrap=True)
     if generated is not None:
         out_console.print(f"API key (generated; set {_KEYS_ENV} to choose your own): "
                           f"[bold]{generated}[/]", soft_wrap=True)

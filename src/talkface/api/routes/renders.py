@@ -4,7 +4,7 @@
 ``GET /v1/renders/{id}`` for ``status`` and ``progress``, then download
 ``GET /v1/renders/{id}/video``. ``DELETE`` cancels a pending job, or deletes a finished
 one and its video. Jobs belong to the API key that created them and survive a restart
-of the server (see :mod:`talkface.api.jobs`).
+of the server (see :mod:`talkface.services.jobs`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from starlette.datastructures import UploadFile
 
 from talkface.api.auth import Principal
 from talkface.api.bodies import LimitedBodyRoute, read_form, read_json, save_upload, upload_suffix
-from talkface.api.jobs import (
+from talkface.services.jobs import (
     RenderNotFound,
     RenderNotReady,
     RenderQueue,
     new_job_id,
-    renders_of,
 )
 from talkface.api.metrics import metrics_of
-from talkface.api.render import RenderSpec
-from talkface.api.routes._deps import KeyHolder
+from talkface.services.render import RenderSpec
+from talkface.api.routes._deps import KeyHolder, renders_of
 from talkface.api.schemas import (
     ErrorBody,
     ErrorResponse,
@@ -40,11 +39,11 @@ from talkface.api.schemas import (
     RenderList,
     RenderRequest,
 )
-from talkface.api.speech import api_voice_name, check_api_text, resolve_api_voice
-from talkface.api.store import JobRecord, Store, default_data_dir
+from talkface.services.speech import api_voice_name, resolve_api_voice
+from talkface.services.store import JobRecord, Store, default_data_dir
 from talkface.audio_file import load_audio_file
 from talkface.errors import BadInput, ConfigError, Overloaded, TalkfaceError
-from talkface.text.language import detect_language
+from talkface.text.policy import speech_text
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ async def _render_jobs(app: FastAPI) -> AsyncIterator[None]:
         raise ConfigError(f"server.data_dir {root} cannot hold render jobs ({exc}); "
                           "point it at a writable folder") from None
     metrics = metrics_of(app)
-    queue = RenderQueue(state, store, metrics)
+    queue = RenderQueue(state, store, metrics, runner=state.runtime.render_runner())
     app.state.renders = queue
     metrics.watch_renders(queue.pending_count)
     worker = asyncio.create_task(queue.run(), name="render-jobs")
@@ -129,12 +128,13 @@ async def _text_spec(queue: RenderQueue, principal: Principal, text: str, *, voi
                      seed: int | None) -> RenderSpec:
     """Check a text render now, so that a bad request is a 4xx and not a failed job."""
     limits = queue.state.settings.server.limits
-    text = check_api_text(text, limits.max_text_chars, field="text")
-    language = language or detect_language(text)
-    await asyncio.to_thread(resolve_api_voice, queue.state.runtime, voice, language)
+    checked = speech_text(text, language=language, limit_chars=limits.max_text_chars)
+    await asyncio.to_thread(resolve_api_voice, queue.state.runtime, voice, checked.language)
     await _check_avatar(queue.store, avatar_id, principal)
-    return RenderSpec(kind="text", text=text, voice=api_voice_name(voice), language=language,
-                      avatar_id=avatar_id, speed=speed, seed=_seed(seed))
+    # The text keeps its emotion tag: the job speaks it as `talkface say` does.
+    return RenderSpec(kind="text", text=text.strip(), voice=api_voice_name(voice),
+                      language=checked.language, avatar_id=avatar_id, speed=speed,
+                      seed=_seed(seed))
 
 
 async def _submit_audio(queue: RenderQueue, principal: Principal, form: RenderForm,

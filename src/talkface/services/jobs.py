@@ -1,7 +1,7 @@
 """Render jobs: accepted at once, rendered in the background, kept across restarts.
 
 :class:`RenderQueue` is what the ``/v1/renders`` routes talk to. It stores each job in
-the :class:`~talkface.api.store.Store` before answering 202, so a job that was accepted
+the :class:`~talkface.services.store.Store` before answering 202, so a job that was accepted
 is never lost: when the server stops, the job it is rendering goes back to the queue,
 and when a server starts on the same ``data_dir`` it renders what is queued, oldest
 first. A few jobs render at once (:data:`RENDERS_AT_ONCE`), next to the live sessions
@@ -19,16 +19,18 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
-from starlette.requests import Request
-
-from talkface.api.metrics import ServerMetrics
-from talkface.api.render import RenderSpec, render_job
-from talkface.api.state import ServerState
-from talkface.api.store import JobRecord, Store, worker_identity
+from talkface.config import Settings
 from talkface.engines import ModelThread
-from talkface.errors import Overloaded, TalkfaceError
+from talkface.errors import TalkfaceError
+from talkface.runtime import Runtime
+from talkface.services.render import RenderedVideo, RenderSpec, render_job
+from talkface.services.store import JobRecord, Store, worker_identity
+from talkface.trace import TurnTrace
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,35 @@ POLL_S = 2.0
 KEEP_FINISHED_S = 7 * 24 * 3600.0
 """Finished jobs and their videos are deleted this long after they end."""
 _PURGE_EVERY_S = 3600.0
+
+
+class EngineHost(Protocol):
+    """What the render queue needs of its host: the engines and whether they are ready
+    (the server's state is one; a render worker without HTTP is another)."""
+
+    settings: Settings
+    runtime: Runtime
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def failed(self) -> str | None: ...
+
+
+class RenderObserver(Protocol):
+    """Told how each job ended (metrics)."""
+
+    def render_ended(self, status: str, trace: TurnTrace | None) -> None: ...
+
+
+class RenderRunner(Protocol):
+    """Renders one job where the engines are: in this process (:func:`render_job`) or on
+    a render worker (:mod:`talkface.serving`)."""
+
+    async def __call__(self, job: JobRecord, spec: RenderSpec, output: Path, *,
+                       input_path: Path | None, encoder: ModelThread,
+                       on_progress: Callable[[float], None]) -> RenderedVideo: ...
 
 
 class RenderNotFound(TalkfaceError):
@@ -70,17 +101,20 @@ class RenderQueue:
     """Render jobs of one server process.
 
     Args:
-        state: the server's state (engines, settings, readiness).
+        state: the host's engines, settings and readiness.
         store: where jobs are kept.
-        metrics: told how each job ended, and each text job's latency trace.
+        observer: told how each job ended, and each text job's latency trace.
         concurrency: jobs rendered at once.
+        runner: renders one job (default: here, through ``state.runtime``'s engines).
     """
 
-    def __init__(self, state: ServerState, store: Store, metrics: ServerMetrics | None = None,
-                 *, concurrency: int = RENDERS_AT_ONCE) -> None:
+    def __init__(self, state: EngineHost, store: Store, observer: RenderObserver | None = None,
+                 *, concurrency: int = RENDERS_AT_ONCE, runner: RenderRunner | None = None
+                 ) -> None:
         self.state = state
         self.store = store
-        self._metrics = metrics
+        self._observer = observer
+        self._runner = runner
         self._concurrency = concurrency
         self._worker_id = worker_identity()
         self._wakeup = asyncio.Event()
@@ -218,10 +252,15 @@ class RenderQueue:
             # The estimate of a text's length is revised as it is spoken; never go back.
             running.progress = max(running.progress, fraction)
 
-        task = asyncio.create_task(render_job(
-            self.state.runtime, spec, store.video_path(job.id), input_path=store.input_path(job),
-            encoder=self._encoder, on_progress=on_progress,
-        ), name=f"render-{job.id}")
+        if self._runner is not None:
+            rendering = self._runner(job, spec, store.video_path(job.id),
+                                     input_path=store.input_path(job), encoder=self._encoder,
+                                     on_progress=on_progress)
+        else:
+            rendering = render_job(self.state.runtime, spec, store.video_path(job.id),
+                                   input_path=store.input_path(job), encoder=self._encoder,
+                                   on_progress=on_progress)
+        task = asyncio.create_task(rendering, name=f"render-{job.id}")
         running = _Running(task=task)
         self._running[job.id] = running
         try:
@@ -268,9 +307,8 @@ class RenderQueue:
             )
             await asyncio.to_thread(store.remove_files, job, keep_video=kept)
             if kept:
-                self._count("done")
-                if video.trace is not None and self._metrics is not None:
-                    self._metrics.observe_turn(video.trace, source="render")
+                if self._observer is not None:
+                    self._observer.render_ended("done", video.trace)
             return
         if isinstance(error, TalkfaceError):
             code, message = error.code, str(error)
@@ -286,17 +324,8 @@ class RenderQueue:
             logger.info("render %s: failed (%s)", job.id, code)
 
     def _count(self, status: str) -> None:
-        if self._metrics is not None:
-            self._metrics.renders.labels(status).inc()
-
-
-def renders_of(request: Request) -> RenderQueue:
-    """The server's render queue (it exists once the server has started)."""
-    queue: RenderQueue | None = getattr(request.app.state, "renders", None)
-    if queue is None:
-        raise Overloaded("render jobs are not available yet: the server is starting",
-                         retry_after_s=5.0)
-    return queue
+        if self._observer is not None:
+            self._observer.render_ended(status, None)
 
 
 def new_job_id() -> str:

@@ -88,7 +88,7 @@ class JobRecord:
         owner: key id of the API key that created it.
         status: queued, running, done, failed or cancelled.
         kind: "text" or "audio".
-        spec: what to render (:class:`~talkface.api.render.RenderSpec` as a dict).
+        spec: what to render (:class:`~talkface.services.render.RenderSpec` as a dict).
         progress: 0..1.
         error_code, error_message: why it failed.
         attempts: times a worker started it.

@@ -16,11 +16,11 @@ from typing import Literal
 import numpy as np
 
 from talkface.audio import pcm16_to_float32, resample
-from talkface.errors import BackendUnavailable, BadInput, PayloadTooLarge
+from talkface.errors import BackendUnavailable, BadInput
 from talkface.messages import SpeechAudio
 from talkface.runtime import Runtime
 from talkface.text.normalize import normalize_text
-from talkface.text.sentences import split_sentences
+from talkface.text.policy import SpeechText, choose_voice
 from talkface.tts.base import SynthesisRequest, VoiceInfo
 
 OPENAI_VOICES = (
@@ -61,19 +61,6 @@ _ENCODINGS: dict[str, _Encoding] = {
 _CHUNK_SAMPLES = 8192
 
 
-def check_api_text(text: str, limit_chars: int, *, field: str) -> str:
-    """``text`` stripped, or a clear 413/400 when it is too long or has nothing to say."""
-    if len(text) > limit_chars:
-        raise PayloadTooLarge(
-            f"{field}: {len(text)} characters; this server accepts at most {limit_chars} "
-            "(limits.max_text_chars): split the text into several requests"
-        )
-    stripped = text.strip()
-    if not any(ch.isalnum() for ch in stripped):
-        raise BadInput(f"{field}: nothing to say, the text has no words in it")
-    return stripped
-
-
 def api_voice_name(name: str | None) -> str | None:
     """talkface's name for a voice a client asked for: OpenAI names mean "the default"."""
     return None if name is None or name.lower() in OPENAI_VOICES else name
@@ -85,15 +72,14 @@ def resolve_api_voice(runtime: Runtime, name: str | None, language: str) -> Voic
     Raises:
         BadInput: no such voice, or it cannot speak ``language``; the message lists voices.
     """
-    voice = runtime.resolve_voice(api_voice_name(name), language)
-    runtime.check_voice_language(voice, language)
-    return voice
+    return choose_voice(runtime.resolve_voice, api_voice_name(name), language)
 
 
 async def synthesize_text(
-    runtime: Runtime, text: str, voice: VoiceInfo, language: str, *, speed: float = 1.0
+    runtime: Runtime, text: SpeechText, voice: VoiceInfo, *, speed: float = 1.0
 ) -> tuple[np.ndarray, int]:
-    """Speak ``text`` sentence by sentence through the shared TTS engine.
+    """Speak ``text`` (checked by :func:`talkface.text.policy.speech_text`) sentence by
+    sentence through the shared TTS engine; emotion tags are not spoken.
 
     Returns:
         Float32 mono samples and their sample rate.
@@ -103,7 +89,7 @@ async def synthesize_text(
         Overloaded, BackendError: from the engine.
     """
     engine = await runtime.tts_engine(voice)
-    pieces = [normalize_text(p, language) for p in split_sentences(text, language)]
+    pieces = [normalize_text(p, text.language) for p, _ in text.sentences()]
     pieces = [p for p in pieces if p.strip() and any(ch.isalnum() for ch in p)]
     if not pieces:
         raise BadInput("nothing to say: the input has no words in it")
