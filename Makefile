@@ -5,7 +5,7 @@ VENV ?= .venv
 TALKFACE := $(VENV)/bin/talkface
 STAMP := $(VENV)/.talkface-setup
 
-.PHONY: setup demo test test-fast bench docs-images clean
+.PHONY: setup demo test test-fast lint bench docs-images clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,14 @@ demo: setup
 	$(TALKFACE) say "你好，很高兴为您服务。" --lang zh -o demo/hello_zh.mp4
 	@echo "demo videos: $(CURDIR)/demo/hello.mp4 $(CURDIR)/demo/hello_zh.mp4"
 
-test: setup
+test: setup lint
 	$(VENV)/bin/python -m pytest
+
+# ruff (pinned in the test extra) on everything; mypy --strict on the contracts
+# (messages, engines, each stage's base.py: [tool.mypy] in pyproject.toml).
+lint: setup
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/mypy
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "unit"

@@ -103,7 +103,9 @@ def workload_from(loads: dict[int, dict[str, object]], profile: object) -> objec
     def dist(values: list[float]) -> Distribution:
         mean = statistics.mean(values)
         cv = statistics.pstdev(values) / mean if len(values) > 1 and mean else 0.0
-        return Distribution(mean=mean, cv=min(cv, 5.0), shape="constant" if cv == 0 else "lognormal")
+        return Distribution(
+            mean=mean, cv=min(cv, 5.0), shape="constant" if cv == 0 else "lognormal"
+        )
 
     return Workload(
         turns_per_min=60.0 / cycle_s,

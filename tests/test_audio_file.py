@@ -102,6 +102,47 @@ def test_a_file_without_a_trustworthy_length_is_stopped_while_decoding(
         load_audio_file(path, max_duration_s=5)
 
 
+def lying_wav(path: Path, declared_bytes: int = 0x7FFF_FFF0) -> Path:
+    """One second of 16 kHz audio whose header declares ``declared_bytes`` of it."""
+    wav = bytearray(write_wav(path, np.zeros(16_000), 16_000).read_bytes())
+    data = wav.index(b"data")
+    wav[data + 4 : data + 8] = struct.pack("<I", declared_bytes)
+    wav[4:8] = struct.pack("<I", min(declared_bytes + data - 4, 0xFFFF_FFFF))
+    path.write_bytes(bytes(wav))
+    return path
+
+
+def test_a_wav_header_that_declares_more_than_the_file_holds_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2 GiB declared (18 hours at 16 kHz), one second held: refused from the header alone.
+    path = lying_wav(tmp_path / "lying.wav")
+
+    def must_not_open(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was opened by FFmpeg before its header was checked")
+
+    import av
+
+    monkeypatch.setattr(av, "open", must_not_open)
+    with pytest.raises(BadInput, match=r"header .* says it holds 67109 s of audio, but the "
+                                       r"file has only 1.0 s: the header is damaged"):
+        load_audio_file(path)
+
+
+def test_a_wav_header_that_does_not_know_its_length_is_read_to_the_limit(tmp_path: Path) -> None:
+    # 0xFFFFFFFF: "unknown", what streaming recorders write; the samples are what counts.
+    audio, info = load_audio_file(lying_wav(tmp_path / "streamed.wav", 0xFFFF_FFFF))
+    assert len(audio) == 16_000 and info.duration_s == pytest.approx(1.0)
+
+
+def test_a_header_naming_an_encoding_ffmpeg_cannot_decode_is_refused(tmp_path: Path) -> None:
+    wav = bytearray(write_wav(tmp_path / "odd.wav", np.zeros(16_000), 16_000).read_bytes())
+    wav[34:36] = struct.pack("<H", 60_000)  # bits per sample
+    (tmp_path / "odd.wav").write_bytes(bytes(wav))
+    with pytest.raises(BadInput, match="encoding FFmpeg cannot decode; convert it to WAV"):
+        load_audio_file(tmp_path / "odd.wav")
+
+
 def test_missing_empty_and_non_audio_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="does not exist"):
         load_audio_file(tmp_path / "nope.wav")

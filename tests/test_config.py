@@ -37,5 +37,5 @@ def test_bad_settings_name_the_setting(tmp_path: Path) -> None:
         load_settings(broken)
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("[tts]\nspeeed = 2\n")
-    with pytest.raises(ConfigError, match="tts.speeed"):
+    with pytest.raises(ConfigError, match=r"tts\.speeed"):
         load_settings(unknown)

@@ -149,3 +149,25 @@ def test_batching_options_are_validated() -> None:
         BatchingOptions(max_batch_size=0)
     with pytest.raises(ValueError, match="max_wait_ms"):
         BatchingOptions(max_wait_ms=-1)
+
+
+async def test_live_requests_are_served_before_waiting_offline_work() -> None:
+    """A render job's requests queue behind a session's, whatever arrived first."""
+    from talkface.engines import offline_work
+
+    recorder = Recorder()
+    recorder.gate.clear()
+    engine = Engine("live-first", recorder, BatchingOptions(max_batch_size=1, max_wait_ms=0))
+    busy = asyncio.create_task(engine.submit(0))
+    while not recorder.batches:
+        await asyncio.sleep(0)
+    with offline_work():  # tasks started here carry the offline mark
+        renders = [asyncio.create_task(engine.submit(i)) for i in (100, 101)]
+    await asyncio.sleep(0)
+    live = asyncio.create_task(engine.submit(1))
+    await asyncio.sleep(0)
+    assert engine.queue_depth == 3
+    recorder.gate.set()
+    await asyncio.gather(busy, live, *renders)
+    assert recorder.batches == [[0], [1], [100], [101]]
+    await engine.aclose()

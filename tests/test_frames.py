@@ -36,7 +36,11 @@ def test_frames_wait_for_enough_audio_then_cover_all_of_it_at_the_end() -> None:
     scheduler.finish()
     rest = drain(scheduler)
     assert scheduler.next_frame_index == 25
-    indices = [i for r in ready + rest for i in range(r.first_frame_index, r.first_frame_index + r.num_frames)]
+    indices = [
+        i
+        for r in ready + rest
+        for i in range(r.first_frame_index, r.first_frame_index + r.num_frames)
+    ]
     assert indices == list(range(25))
 
 
@@ -54,8 +58,14 @@ def test_requests_carry_the_audio_around_their_frames() -> None:
 
 def test_phonemes_and_emotion_move_onto_the_timeline() -> None:
     scheduler = FrameScheduler(avatar_id="a", fps=25, first_frame_index=0, seed=1)
-    scheduler.add_speech(speech(0.4, 1_000_000_000, emotion=Emotion.HAPPY,
-                                phonemes=(PhonemeSpan(phoneme="m", start_ns=0, end_ns=80_000_000),)))
+    scheduler.add_speech(
+        speech(
+            0.4,
+            1_000_000_000,
+            emotion=Emotion.HAPPY,
+            phonemes=(PhonemeSpan(phoneme="m", start_ns=0, end_ns=80_000_000),),
+        )
+    )
     scheduler.finish()
     requests = drain(scheduler)
     last = requests[-1]

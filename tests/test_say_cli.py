@@ -58,7 +58,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> d
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-def test_say_writes_a_clean_h264_aac_mp4_at_25_fps(rendered: dict[str, Path], language: str) -> None:
+def test_say_writes_a_clean_h264_aac_mp4_at_25_fps(
+    rendered: dict[str, Path], language: str
+) -> None:
     path = rendered[language]
     check = subprocess.run(["ffprobe", "-v", "error", str(path)], capture_output=True, text=True)
     assert check.returncode == 0 and check.stderr == "", check.stderr
@@ -143,6 +145,8 @@ def _face_photos(tmp: Path) -> dict[str, Path]:
         ("unwritable", "cannot write"),
         ("output_is_dir", "is a directory"),
         ("wrong_voice_language", "speaks 'en', but the text is 'zh'"),
+        ("unsupported_language", "language 'fr' is not supported; talkface speaks en, zh"),
+        ("only_a_tag", "nothing to say"),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(
@@ -164,6 +168,8 @@ def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(
         "unwritable": (["say", "hi", "-o", "/proc/talkface-test.mp4"], None),
         "output_is_dir": (["say", "hi", "-o", str(tmp_path)], None),
         "wrong_voice_language": (["say", "你好世界", "--voice", "joe", "-o", out], None),
+        "unsupported_language": (["say", "Bonjour", "--lang", "fr", "-o", out], None),
+        "only_a_tag": (["say", "[happy]", "-o", out], None),
     }[case]
     result = run_cli(*args, stdin=stdin)
     assert result.returncode == 2, (result.stdout, result.stderr)

@@ -7,7 +7,7 @@ import pytest
 from talkface.config import load_settings
 from talkface.errors import BackendError, BadInput, PayloadTooLarge
 from talkface.face.registry import ANIMATOR_BACKENDS
-from talkface.messages import EndOfTurn, SpeechAudio, VideoFrame
+from talkface.messages import Emotion, EndOfTurn, SpeechAudio, VideoFrame
 from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
 from talkface.session import Session, SessionOptions
@@ -32,7 +32,9 @@ async def collect(session: Session, text: str) -> list[object]:
     return [message async for message in session.say(text)]
 
 
-async def test_a_turn_yields_speech_then_frames_covering_it_then_end_of_turn(runtime: Runtime) -> None:
+async def test_a_turn_yields_speech_then_frames_covering_it_then_end_of_turn(
+    runtime: Runtime,
+) -> None:
     session = Session(runtime, SessionOptions(seed=1))
     messages = await collect(session, "Hello there, friend. How are you today?")
     speech = [m for m in messages if isinstance(m, SpeechAudio)]
@@ -112,5 +114,34 @@ async def test_a_backend_failure_surfaces_as_a_backend_error(runtime: Runtime) -
 
 async def test_an_unknown_voice_lists_the_voices_there_are(runtime: Runtime) -> None:
     session = Session(runtime, SessionOptions(voice="nobody"))
-    with pytest.raises(BadInput, match="unknown voice 'nobody'; available voices: .*fake"):
+    with pytest.raises(BadInput, match=r"unknown voice 'nobody'; available voices: .*fake"):
         await collect(session, "Hello.")
+
+
+async def test_an_emotion_tag_is_an_expression_and_is_not_spoken(runtime: Runtime) -> None:
+    # `talkface say` and render jobs both speak through Session.say.
+    session = Session(runtime, SessionOptions(seed=1))
+    text = "[happy] Hello there, my good friend. [serious] Please be careful."
+    assert session.check_text(text) == text
+    messages = await collect(session, text)
+    speech = [m for m in messages if isinstance(m, SpeechAudio)]
+    spoken = [s.text.lower() for s in speech]
+    assert not [s for s in spoken if "happy" in s or "serious" in s], spoken
+    assert speech[0].emotion == Emotion.HAPPY and speech[-1].emotion == Emotion.SERIOUS
+    tts = runtime.backends["tts:fake"]
+    assert not [t for batch in tts.batches for t in batch if "happy" in t.lower()]
+    assert "happy" not in messages[-1].spoken_text
+
+
+async def test_a_tag_alone_is_nothing_to_say(runtime: Runtime) -> None:
+    session = Session(runtime, SessionOptions(seed=1))
+    with pytest.raises(BadInput, match="nothing to say"):
+        session.check_text("[happy]")
+    with pytest.raises(BadInput, match="nothing to say"):
+        await collect(session, " [serious] ")
+
+
+async def test_a_voice_that_cannot_speak_the_text_is_refused(runtime: Runtime) -> None:
+    session = Session(runtime, SessionOptions(voice="fake"))
+    with pytest.raises(BadInput, match="voice 'fake' speaks 'en', but the text is 'zh'"):
+        await collect(session, "你好世界")

@@ -3,8 +3,10 @@
 Any format FFmpeg reads (WAV, MP3, OGG/Opus, FLAC, M4A, WebM, ...) is decoded with PyAV,
 mixed down to mono and resampled to 16 kHz. Files that cannot be used are refused with a
 one-line message that says what to do. A file whose header says it is too long is
-refused before anything is decoded; one whose header does not say (or lies) is refused as
-soon as the decoded audio passes the limit, so a long file never sits in memory whole.
+refused before anything is decoded (a WAV header is read by talkface itself, since FFmpeg
+quietly trusts the file's size over a header that claims more); one whose header does not
+say (or lies) is refused as soon as the decoded audio passes the limit, so a long file
+never sits in memory whole.
 
 Silence and noise are valid audio: they load, and the pipeline later says that it heard
 no speech.
@@ -13,6 +15,7 @@ no speech.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,10 @@ MAX_SPOKEN_TURN_S = 120.0
 MAX_FILE_BYTES = 512 * 1024 * 1024
 """Files larger than this are refused before opening (no spoken turn is this big)."""
 _FORMAT_HINT = "convert it to WAV, MP3, OGG or FLAC"
+_WAV_HEADER_BYTES = 64 * 1024
+"""How much of a WAV file is searched for its ``fmt `` and ``data`` chunks."""
+_WAV_UNKNOWN_SIZES = (0, 0xFFFF_FFFF)
+"""``data`` sizes that mean "not known": written by recorders that stream and never go back."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +79,7 @@ def load_audio_file(
     """
     file = Path(path).expanduser()
     _check_file(file, max_duration_s)
+    _check_wav_header(file, max_duration_s)
     try:
         import av
     except ImportError as exc:
@@ -88,6 +96,8 @@ def load_audio_file(
         if not container.streams.audio:
             raise BadInput(f"{file} has no audio track; {_FORMAT_HINT}")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:  # FFmpeg has no decoder for what the header names
+            raise BadInput(f"{file} uses an audio encoding FFmpeg cannot decode; {_FORMAT_HINT}")
         rate_hz = int(stream.rate or stream.codec_context.sample_rate or 0)
         _check_rate(file, rate_hz)
         _check_declared_duration(file, container, stream, max_duration_s)
@@ -126,6 +136,48 @@ def _check_file(file: Path, max_duration_s: float) -> None:
             f"({MAX_FILE_BYTES // 2**20} MiB); send a recording under "
             f"{max_duration_s:g} s"
         )
+
+
+def _check_wav_header(file: Path, max_duration_s: float) -> None:
+    """Refuse a WAV file whose own header declares more audio than allowed.
+
+    Only the first :data:`_WAV_HEADER_BYTES` are read. A header that declares more audio
+    than the file holds is damaged (or made to mislead): it is refused as such.
+    """
+    with file.open("rb") as source:
+        head = source.read(_WAV_HEADER_BYTES)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return  # not WAV (or RF64, whose sizes live elsewhere): FFmpeg's checks apply
+    byte_rate = None
+    position = 12
+    while position + 8 <= len(head):
+        kind = head[position : position + 4]
+        (size,) = struct.unpack_from("<I", head, position + 4)
+        body = position + 8
+        if kind == b"fmt " and size >= 16 and body + 16 <= len(head):
+            rate_hz, byte_rate = struct.unpack_from("<II", head, body + 4)
+            if not MIN_SAMPLE_RATE_HZ <= rate_hz <= MAX_SAMPLE_RATE_HZ:
+                return  # a damaged header: refused once FFmpeg has read it, as such
+        elif kind == b"data":
+            if byte_rate and size not in _WAV_UNKNOWN_SIZES:
+                _check_declared_wav_data(file, size, body, byte_rate, max_duration_s)
+            return
+        position = body + size + (size & 1)  # chunks are padded to an even size
+
+
+def _check_declared_wav_data(file: Path, size: int, offset: int, byte_rate: int,
+                             max_duration_s: float) -> None:
+    declared_s = size / byte_rate
+    if declared_s <= max_duration_s + 0.5:
+        return
+    held = file.stat().st_size - offset
+    if held < size:
+        raise BadInput(
+            f"the WAV header of {file} says it holds {declared_s:.0f} s of audio, but the "
+            f"file has only {max(held, 0) / byte_rate:.1f} s: the header is damaged or the "
+            "file was cut short; export the recording again"
+        )
+    raise _too_long(file, declared_s, max_duration_s)
 
 
 def _check_rate(file: Path, rate_hz: int) -> None:

@@ -13,6 +13,7 @@ from talkface.commands._common import (
     out_console,
     quiet_native_logs,
 )
+from talkface.face.base import Framing
 
 app = typer.Typer(
     name="talkface",
@@ -27,6 +28,24 @@ ConfigOption = Annotated[
     typer.Option("--config", help="TOML settings file (also: TALKFACE_CONFIG).",
                  dir_okay=False),
 ]
+FAQOption = Annotated[
+    Optional[Path],
+    typer.Option("--faq", help="FAQ YAML file: questions it answers skip the LLM "
+                 "(also: faq.file).", dir_okay=False),
+]
+LargeURLOption = Annotated[
+    Optional[str],
+    typer.Option("--llm-large-url", help="Base URL of a large model's OpenAI-compatible "
+                 "server; hard questions go there (see docs/api.md, routing).")]
+LargeModelOption = Annotated[
+    Optional[str],
+    typer.Option("--llm-large-model", help="The large model's name on that server.")]
+FramingOption = Annotated[
+    Optional[Framing],
+    typer.Option("--framing", case_sensitive=False,
+                 help="How close the picture is: face (a close-up), bust (head and shoulders; "
+                      "the default) or full (as much of the photo as fits)."),
+]
 
 
 @app.command()
@@ -37,7 +56,7 @@ def say(
         "talkface.mp4"
     ),
     lang: Annotated[Optional[str], typer.Option(
-        "--lang", help="Language of the text: en, zh... (default: detected).")] = None,
+        "--lang", help="Language of the text: en or zh (default: detected).")] = None,
     voice: Annotated[Optional[str], typer.Option(
         "--voice", help="Voice name (see: talkface voices) or a piper .onnx file.")] = None,
     portrait: Annotated[Optional[Path], typer.Option(
@@ -47,18 +66,17 @@ def say(
                                          max=2.0)] = 1.0,
     size: Annotated[Optional[int], typer.Option(
         help="Video width and height in px.", min=128, max=2048)] = None,
+    framing: FramingOption = None,
     seed: Annotated[Optional[int], typer.Option(
         help="Seed for blinks and head motion (default: random).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Speak TEXT with a lip-synced talking head and write it as an MP4."""
-    from talkface.commands.say import SayOptions, read_text_argument, run_say
+    from talkface.commands.say import SayOptions, animator_overrides, read_text_argument, run_say
 
     quiet_native_logs()
-    overrides: dict[str, object] = {}
-    if size is not None:
-        overrides["animator"] = {"size_px": size}
+    overrides = animator_overrides(size_px=size, framing=framing)
     run_say(
         SayOptions(
             text=read_text_argument(text),
@@ -73,6 +91,13 @@ def say(
         config_file=config,
         overrides=overrides,
     )
+
+
+def routing_overrides(url: str | None, model: str | None) -> dict[str, dict[str, str]]:
+    """The ``routing`` settings given by --llm-large-url / --llm-large-model."""
+    given = {key: value for key, value in (("large_url", url), ("large_model", model))
+             if value is not None}
+    return {"routing": given} if given else {}
 
 
 @app.command()
@@ -106,8 +131,12 @@ def chat(
         "--voice", help="Voice name (see: talkface voices).")] = None,
     portrait: Annotated[Optional[Path], typer.Option(
         "--portrait", help="Photo of one face.", dir_okay=False)] = None,
+    framing: FramingOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for blinks and head motion.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    faq: FAQOption = None,
+    llm_large_url: LargeURLOption = None,
+    llm_large_model: LargeModelOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Talk with the avatar: a spoken or typed question, or a whole script."""
@@ -134,7 +163,15 @@ def chat(
     ) if value is not None}
     if llm == "openai" and llm_model is None:
         llm_overrides["model"] = "default"
-    settings = load_settings(config, **({"llm": llm_overrides} if llm_overrides else {}))
+    from talkface.commands.say import animator_overrides
+
+    overrides = animator_overrides(framing=framing)
+    if llm_overrides:
+        overrides["llm"] = llm_overrides
+    if faq is not None:
+        overrides["faq"] = {"file": faq}
+    overrides.update(routing_overrides(llm_large_url, llm_large_model))
+    settings = load_settings(config, **overrides)
     asyncio.run(run_chat(ChatOptions(
         turns=turns, output=output, trace=trace, voice=voice, language=lang,
         portrait=portrait, persona=persona, seed=seed, quiet=quiet,
@@ -163,13 +200,44 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="TCP port.", min=1, max=65535)] = None,
     workers: Annotated[int, typer.Option(help="Server processes (each loads the models).",
                                          min=1, max=64)] = 1,
+    engines: Annotated[Optional[str], typer.Option(
+        help="Where the models run: 'local' (in this process) or 'ray' (one Ray Serve "
+             "deployment per stage; this process keeps the sessions).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="With --engines ray: the Ray cluster to join ('auto', 'host:6379'); "
+             "default: start a local Ray.")] = None,
+    faq: FAQOption = None,
+    llm_large_url: LargeURLOption = None,
+    llm_large_model: LargeModelOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve the avatar: browser client, WebRTC/WebSocket sessions, render jobs, OpenAI API."""
     from talkface.commands.serve import run_serve
 
     quiet_native_logs()
-    run_serve(host=host, port=port, workers=workers, config_file=config)
+    run_serve(host=host, port=port, workers=workers, config_file=config, engines=engines,
+              ray_address=ray_address, faq=faq,
+              routing=routing_overrides(llm_large_url, llm_large_model).get("routing"))
+
+
+@app.command()
+@handle_errors
+def deploy(
+    plan: Annotated[Path, typer.Argument(
+        help="A plan folder (talkface plan -o DIR) or its serve_config.yaml.")],
+    ray_address: Annotated[str, typer.Option(
+        help="The Ray cluster to deploy on ('auto': the one this machine belongs to).")
+    ] = "auto",
+    timeout_s: Annotated[float, typer.Option(
+        help="How long to wait for every deployment to be running.", min=1)] = 900.0,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Only validate the config; deploy nothing.")] = False,
+) -> None:
+    """Validate a plan's Ray Serve config and deploy the engines on a Ray cluster."""
+    from talkface.commands.deploy import run_deploy
+
+    quiet_native_logs()
+    run_deploy(plan, ray_address=ray_address, timeout_s=timeout_s, check_only=check)
 
 
 @app.command()
@@ -180,9 +248,10 @@ def voices() -> None:
 
     from talkface.tts.voices import list_voices
 
-    table = Table("voice", "language", "backend", "description")
+    table = Table("voice", "language", "backend", "description", "license")
     for voice in list_voices():
-        table.add_row(voice.name, voice.language, voice.backend, voice.description)
+        table.add_row(voice.name, voice.language, voice.backend, voice.description,
+                      voice.license)
     out_console.print(table)
     out_console.print(
         "Any espeak-ng language also works as espeak-<code> (e.g. espeak-de); "
@@ -220,10 +289,12 @@ def doctor(
 def _mount_subcommands() -> None:
     # These commands live with their packages; heavy imports happen only when they run.
     from talkface.commands.bench import app as bench_app
+    from talkface.commands.cache import app as cache_app
     from talkface.planner.cli import plan_command
 
     app.command("plan")(plan_command)
     app.add_typer(bench_app, name="bench")
+    app.add_typer(cache_app, name="cache")
 
 
 _mount_subcommands()

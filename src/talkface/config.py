@@ -23,9 +23,12 @@ from pydantic_settings import (
 
 from talkface.api.settings import ServerSettings
 from talkface.asr.base import ASRSettings
+from talkface.cache.settings import CacheSettings
 from talkface.errors import ConfigError
 from talkface.face.base import AnimatorSettings
+from talkface.faq.base import FAQSettings
 from talkface.llm.base import LLMSettings
+from talkface.llm.routing import RoutingSettings
 from talkface.output.mp4 import OutputSettings
 from talkface.serving.settings import ServingSettings
 from talkface.tts.base import TTSSettings
@@ -65,6 +68,9 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    faq: FAQSettings = Field(default_factory=FAQSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     @classmethod
     def settings_customise_sources(

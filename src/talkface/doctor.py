@@ -131,14 +131,16 @@ def _check_vad_model() -> Check:
 
 def _check_llm_model() -> Check:
     from talkface.errors import TalkfaceError
+    from talkface.llm.base import LLMSettings
     from talkface.llm.llama_cpp import model_path
 
+    name = LLMSettings().model  # the default model, as `talkface chat` would load it
     try:
-        path = model_path("smollm2")
+        path = model_path(name)
     except TalkfaceError as exc:
-        return Check(name="SmolLM2 GGUF", ok=False, detail="missing",
+        return Check(name=f"LLM {name}", ok=False, detail="missing",
                      fix=str(exc).split("run: ")[-1], required_for="chat")
-    return Check(name="SmolLM2 GGUF", ok=True, detail=str(path), required_for="chat")
+    return Check(name=f"LLM {name}", ok=True, detail=str(path), required_for="chat")
 
 
 def _check_chromium() -> Check:

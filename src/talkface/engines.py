@@ -9,6 +9,10 @@ an idle one adds at most ``max_wait_ms`` of latency.
 The queue in front of the model is bounded: when it is full, :meth:`Engine.submit`
 raises :class:`~talkface.errors.Overloaded` at once instead of letting every session
 stutter. A request whose caller was cancelled (barge-in) is skipped before it runs.
+
+Live before batch: work submitted inside :func:`offline_work` (render jobs) waits in a
+second lane, taken only when no live request (a session's turn) is waiting, so a long
+render never queues ahead of a conversation.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
+import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -83,6 +89,31 @@ class BatchingSettings(BaseModel):
             max_queue_size=self.max_queue_size,
             timeout_s=timeout_s,
         )
+
+
+class StageSettings(BaseModel):
+    """What the settings of every engine-backed stage (ASR, LLM, TTS, animator) share.
+
+    Each stage redeclares ``timeout_s`` and ``batching`` with its own defaults.
+
+    Attributes:
+        timeout_s: longest one model call may take.
+        batching: the stage engine's batching limits.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(30.0, gt=0)
+    batching: BatchingSettings = Field(
+        default_factory=lambda: BatchingSettings(
+            max_batch_size=8, max_wait_ms=2.0, max_queue_size=256
+        )
+    )
+
+    def batching_options(self) -> BatchingOptions:
+        """The engine limits for these settings: a whole batch may take two model calls'
+        time (it queues behind the one running)."""
+        return self.batching.options(timeout_s=self.timeout_s * 2)
 
 
 class ModelThread:
@@ -163,11 +194,65 @@ BatchObserver = Callable[[str, int, float, float], None]
 """Called after each batch with (engine name, batch size, max wait ms, service ms)."""
 
 
+_OFFLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("talkface_offline_work",
+                                                               default=False)
+
+
+@contextlib.contextmanager
+def offline_work() -> Iterator[None]:
+    """Requests submitted in this context (and in tasks it starts) are offline work:
+    every engine serves them only when no live request is waiting."""
+    token = _OFFLINE.set(True)
+    try:
+        yield
+    finally:
+        _OFFLINE.reset(token)
+
+
 @dataclass(slots=True)
 class _Pending(Generic[RequestT, ResultT]):
     request: RequestT
     future: asyncio.Future[ResultT]
     enqueued_s: float
+    offline: bool = False
+
+
+class _Lanes(Generic[RequestT, ResultT]):
+    """Requests waiting for a batch: a live lane, served first, and an offline lane.
+
+    Bounded as a whole by ``maxsize``; the same small surface as ``asyncio.Queue``.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._live: collections.deque[_Pending[RequestT, ResultT]] = collections.deque()
+        self._offline: collections.deque[_Pending[RequestT, ResultT]] = collections.deque()
+        self._ready = asyncio.Event()
+
+    def qsize(self) -> int:
+        return len(self._live) + len(self._offline)
+
+    def empty(self) -> bool:
+        return not self._live and not self._offline
+
+    def put_nowait(self, pending: _Pending[RequestT, ResultT]) -> None:
+        if self.qsize() >= self._maxsize:
+            raise asyncio.QueueFull
+        (self._offline if pending.offline else self._live).append(pending)
+        self._ready.set()
+
+    def get_nowait(self) -> _Pending[RequestT, ResultT]:
+        if self._live:
+            return self._live.popleft()
+        if self._offline:
+            return self._offline.popleft()
+        raise asyncio.QueueEmpty
+
+    async def get(self) -> _Pending[RequestT, ResultT]:
+        while self.empty():
+            self._ready.clear()
+            await self._ready.wait()
+        return self.get_nowait()
 
 
 class Engine(Generic[RequestT, ResultT]):
@@ -195,7 +280,7 @@ class Engine(Generic[RequestT, ResultT]):
         self.stats = EngineStats()
         self._run_batch = run_batch
         self._observers = observers
-        self._queue: asyncio.Queue[_Pending[RequestT, ResultT]] | None = None
+        self._queue: _Lanes[RequestT, ResultT] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -216,7 +301,8 @@ class Engine(Generic[RequestT, ResultT]):
             raise Overloaded(f"engine {self.name} is shutting down; try again shortly")
         queue = self._ensure_worker()
         loop = asyncio.get_running_loop()
-        pending = _Pending(request, loop.create_future(), time.perf_counter())
+        pending = _Pending(request, loop.create_future(), time.perf_counter(),
+                           offline=_OFFLINE.get())
         try:
             queue.put_nowait(pending)
         except asyncio.QueueFull:
@@ -227,9 +313,10 @@ class Engine(Generic[RequestT, ResultT]):
                 retry_after_s=1.0,
             ) from None
         self.stats.requests += 1
-        return await pending.future
+        result: ResultT = await pending.future
+        return result
 
-    def _ensure_worker(self) -> asyncio.Queue[_Pending[RequestT, ResultT]]:
+    def _ensure_worker(self) -> _Lanes[RequestT, ResultT]:
         loop = asyncio.get_running_loop()
         if (
             self._queue is None
@@ -239,12 +326,12 @@ class Engine(Generic[RequestT, ResultT]):
         ):
             # A fresh event loop (tests, a restarted server) gets a fresh queue and worker.
             self._loop = loop
-            self._queue = asyncio.Queue(maxsize=self.options.max_queue_size)
+            self._queue = _Lanes(self.options.max_queue_size)
             self._worker = loop.create_task(self._work(self._queue), name=f"engine-{self.name}")
         return self._queue
 
     async def _gather_batch(
-        self, queue: asyncio.Queue[_Pending[RequestT, ResultT]]
+        self, queue: _Lanes[RequestT, ResultT]
     ) -> list[_Pending[RequestT, ResultT]]:
         batch = [await queue.get()]
         deadline = time.perf_counter() + self.options.max_wait_ms / 1000.0
@@ -262,7 +349,7 @@ class Engine(Generic[RequestT, ResultT]):
                 break
         return batch
 
-    async def _work(self, queue: asyncio.Queue[_Pending[RequestT, ResultT]]) -> None:
+    async def _work(self, queue: _Lanes[RequestT, ResultT]) -> None:
         while True:
             batch = await self._gather_batch(queue)
             live = [p for p in batch if not p.future.done()]
@@ -296,14 +383,14 @@ class Engine(Generic[RequestT, ResultT]):
                         p.future.set_exception(error)
             except Exception as exc:
                 self.stats.failed += len(live)
-                error = exc if isinstance(exc, TalkfaceError) else BackendError(
+                failure: TalkfaceError = exc if isinstance(exc, TalkfaceError) else BackendError(
                     f"engine {self.name} failed: {type(exc).__name__}: {exc}", retryable=False
                 )
                 if not isinstance(exc, TalkfaceError):
                     logger.exception("engine %s batch failed", self.name)
                 for p in live:
                     if not p.future.done():
-                        p.future.set_exception(error)
+                        p.future.set_exception(failure)
             else:
                 for p, result in zip(live, results, strict=True):
                     if not p.future.done():

@@ -15,10 +15,18 @@ class TalkfaceError(Exception):
     Attributes:
         code: a short, stable, machine-readable identifier (``"bad_input"``...).
         http_status: the HTTP status the API answers with.
+        retry_after_s: when the same request may succeed if tried again after this many
+            seconds (a full server, a rate limit); None when there is no such advice.
     """
 
     code = "internal"
     http_status = 500
+    retry_after_s: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """True when trying the same request again later may succeed."""
+        return self.retry_after_s is not None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -67,10 +75,21 @@ class Overloaded(TalkfaceError):
         self.retry_after_s = retry_after_s
 
 
+class RateLimited(TalkfaceError):
+    """Too many requests from one key; try again after ``retry_after_s``."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class BackendError(TalkfaceError):
     """A model call failed or timed out.
 
-    Attributes:
+    Args:
         retryable: True when the same call may succeed if tried again (a timeout, a
             server that is restarting), False when it will fail the same way.
     """
@@ -80,4 +99,8 @@ class BackendError(TalkfaceError):
 
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self._retryable = retryable
+
+    @property
+    def retryable(self) -> bool:
+        return self._retryable

@@ -201,11 +201,19 @@ class Interrupt(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Error(Message):
-    """An error to report to the client; the session goes on when it can."""
+    """An error to report to the client; the session goes on when it can.
+
+    Attributes:
+        code: the error's stable identifier (``"bad_input"``, ``"overloaded"``...).
+        message: what was wrong and what to do.
+        retryable: trying again later may succeed.
+        retry_after_s: when to try again (None: no advice).
+    """
 
     code: str
     message: str
     retryable: bool = False
+    retry_after_s: float | None = None
 
 
 SYSTEM_MESSAGES = (Interrupt, Error)

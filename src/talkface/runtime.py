@@ -20,7 +20,7 @@ from talkface.asr.base import ASRBackend, ASRRequest
 from talkface.asr.registry import ASR_BACKENDS
 from talkface.config import Settings, load_settings
 from talkface.engines import BatchObserver, Engine
-from talkface.errors import BackendUnavailable, BadInput
+from talkface.errors import BackendUnavailable
 from talkface.face.base import AnimationRequest, AnimatorBackend
 from talkface.face.portrait import load_portrait
 from talkface.face.registry import ANIMATOR_BACKENDS
@@ -32,6 +32,7 @@ from talkface.llm.base import (
     TokenStream,
 )
 from talkface.llm.registry import LLM_BACKENDS
+from talkface.llm.routing import RouteCounts
 from talkface.messages import SpeechAudio, Transcript
 from talkface.registry import BackendEntry, load_backend_class
 from talkface.tts.base import SynthesisRequest, TTSBackend, VoiceInfo
@@ -81,6 +82,8 @@ class Runtime:
         """Loaded backends by engine key ("tts:joe", "animator"), for tools and tests."""
         self._default_avatar_id: str | None = None
         self._primed_persona: str | None = None
+        self.route_counts = RouteCounts()
+        """Answers per route (FAQ, small LLM, large LLM, fallback), for ``/metrics``."""
 
     @property
     def engines(self) -> tuple[Engine[Any, Any], ...]:
@@ -189,6 +192,25 @@ class Runtime:
         """The LLM engine shared by all sessions."""
         return await self._engine("llm", "generate_batch")
 
+    async def large_llm_engine(self) -> Engine[GenerationRequest, GenerationStats]:
+        """The large LLM's engine (an OpenAI-compatible server, ``settings.routing``); it
+        runs in this process in both hosts, since the model runs on its own server."""
+
+        async def load() -> Engine[GenerationRequest, GenerationStats]:
+            from talkface.llm.openai_http import OpenAICompatibleLLM
+
+            settings = self.settings.routing.large_llm_settings(self.settings.llm)
+            backend = await asyncio.to_thread(OpenAICompatibleLLM.load, settings)
+            self.backends["llm-large"] = backend
+            engine: Engine[GenerationRequest, GenerationStats] = Engine(
+                "llm-large", backend.generate_batch, settings.batching_options(),
+                observers=self._observers,
+            )
+            self._engines.append(engine)
+            return engine
+
+        return await self._once("llm-large-engine", load)
+
     async def prime_llm(self, persona: str) -> None:
         """Evaluate ``persona`` now, so the first reply only evaluates the user's words.
 
@@ -232,14 +254,6 @@ class Runtime:
     def render_runner(self) -> Any:
         """What renders a job away from this process (None: render jobs run here)."""
         return None
-
-    def check_voice_language(self, voice: VoiceInfo, language: str) -> None:
-        """Refuse a voice that cannot speak ``language`` (espeak voices speak any)."""
-        if voice.backend != "espeak" and voice.language != language:
-            raise BadInput(
-                f"voice {voice.name!r} speaks {voice.language!r}, but the text is "
-                f"{language!r}; pick a {language!r} voice (see: talkface voices)"
-            )
 
     async def aclose(self) -> None:
         """Stop every engine and release every model."""

@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from talkface.cache import open_caches, speak_clip_turn
 from talkface.clock import Clock, MonotonicClock
 from talkface.engines import Engine
-from talkface.errors import BadInput, PayloadTooLarge
 from talkface.messages import EndOfTurn, Message, Sentence
-from talkface.pipeline.speak import SpeakContext, SpokenTurn, speak_turn
+from talkface.pipeline.speak import SpeakContext, SpokenTurn
 from talkface.runtime import Runtime
-from talkface.text.language import detect_language
-from talkface.text.sentences import split_sentences
+from talkface.text.policy import SpeechText, check_language, choose_voice, speech_text
 from talkface.trace import TurnTrace
 from talkface.tts.base import VoiceInfo
 
@@ -33,7 +32,7 @@ class SessionOptions:
 
     Attributes:
         voice: voice name (None: the default voice of each text's language).
-        language: "en", "zh"... (None: detected from each text).
+        language: "en" or "zh" (None: detected from each text).
         avatar_id: a prepared avatar (None: the default portrait).
         speed: speaking rate, 1.0 natural.
         seed: seeds blinks and head motion (None: random).
@@ -44,6 +43,9 @@ class SessionOptions:
     avatar_id: str | None = None
     speed: float = 1.0
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_language(self.language)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,30 +74,28 @@ class Session:
         self.last_trace: TurnTrace | None = None
 
     def check_text(self, text: str) -> str:
-        """The text stripped, or a clear error when it cannot be spoken."""
-        limit = self.runtime.settings.limits.max_text_chars
-        if len(text) > limit:
-            raise PayloadTooLarge(
-                f"text is {len(text)} characters; the limit is {limit} "
-                "(split it, or raise limits.max_text_chars)"
-            )
-        stripped = text.strip()
-        if not stripped or not any(ch.isalnum() for ch in stripped):
-            raise BadInput("nothing to say: the text is empty")
-        return stripped
+        """The text stripped, or a clear error when it cannot be spoken (its emotion tag
+        is kept: :meth:`say` shows it)."""
+        self._speech_text(text)
+        return text.strip()
+
+    def _speech_text(self, text: str) -> SpeechText:
+        return speech_text(text, language=self.options.language,
+                           limit_chars=self.runtime.settings.limits.max_text_chars)
 
     async def say(self, text: str) -> AsyncIterator[Message]:
         """Speak ``text``: yields :class:`SpeechAudio` and :class:`VideoFrame` messages as
         they are made, then one :class:`EndOfTurn`.
 
+        A leading emotion tag ("[happy] Hello!") sets the expression and is not spoken.
+
         Raises:
             BadInput: the text is empty or too long, or the voice cannot speak it.
             BackendError: a model failed.
         """
-        text = self.check_text(text)
-        language = self.options.language or detect_language(text)
-        voice = self.runtime.resolve_voice(self.options.voice, language)
-        self.runtime.check_voice_language(voice, language)
+        checked = self._speech_text(text)
+        language = checked.language
+        voice = choose_voice(self.runtime.resolve_voice, self.options.voice, language)
         tts = await self.runtime.tts_engine(voice)
 
         async def voice_for(sentence: Sentence) -> tuple[VoiceInfo, Engine[Any, Any]]:
@@ -105,6 +105,7 @@ class Session:
         self.last_trace = trace  # filled in as the turn goes
         self.turn_id += 1
         turn_id = self.turn_id
+        caches = open_caches(self.runtime.settings.cache)
         ctx = SpeakContext(
             voice_for=voice_for,
             animator=await self.runtime.animator_engine(),
@@ -112,18 +113,25 @@ class Session:
             fps=self.runtime.settings.animator.fps,
             seed=self.seed,
             speed=self.options.speed,
+            tts_cache=caches.tts,
         )
-        pieces = split_sentences(text, language)
+        pieces = checked.sentences()
+        clip = None if caches.clips is None else caches.clips.plan(
+            pieces, language=language, voice=voice, speed=ctx.speed, avatar_id=ctx.avatar_id,
+            animator=self.runtime.settings.animator, session_seed=self.options.seed)
 
         async def sentences() -> AsyncIterator[Sentence]:
-            for index, piece in enumerate(pieces):
-                yield Sentence(text=piece, index=index, language=language, turn_id=turn_id)
+            for index, (piece, emotion) in enumerate(pieces):
+                yield Sentence(text=piece, index=index, language=language, emotion=emotion,
+                               turn_id=turn_id)
 
         queue: asyncio.Queue[Message | _Failure] = asyncio.Queue(_OUTPUT_QUEUE_SIZE)
 
         async def produce() -> None:
             try:
-                spoken: SpokenTurn = await speak_turn(
+                # Plays the phrase from the clip cache when it can, else speak_turn.
+                spoken: SpokenTurn = await speak_clip_turn(
+                    clip,
                     sentences(),
                     ctx,
                     turn_id=turn_id,

@@ -20,6 +20,13 @@ from talkface.face.base import (
     AnimatorCapabilities,
     AnimatorSettings,
 )
+from talkface.llm.base import (
+    GenerationRequest,
+    GenerationStats,
+    LLMBackend,
+    LLMCapabilities,
+    LLMSettings,
+)
 from talkface.messages import SpeechAudio
 from talkface.tts.base import (
     SynthesisRequest,
@@ -110,3 +117,38 @@ class FakeAnimator(AnimatorBackend):
                 frames.append(np.full((size, size, 3), min(255, int(level * 600)), np.uint8))
             out.append(frames)
         return out
+
+
+class FakeLLM(LLMBackend):
+    """Answers every prompt with :attr:`reply`, streamed word by word."""
+
+    name = "fake"
+    capabilities = LLMCapabilities(batching=True, prefix_reuse=False)
+    reply = "This is the answer of a fake model, long enough to take a while to say."
+
+    def __init__(self, settings: LLMSettings) -> None:
+        super().__init__(settings)
+        self.prompts: list[str] = []
+
+    @classmethod
+    def load(cls, settings: LLMSettings) -> Self:
+        return cls(settings)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    async def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:
+        stats = []
+        for request in requests:
+            self.prompts.append(request.messages[-1].content)
+            words = self.reply.split(" ")
+            for index, word in enumerate(words):
+                if request.stream.cancelled:
+                    break
+                request.stream.put(word if index == 0 else " " + word)
+            request.stream.close()
+            stats.append(GenerationStats(
+                prompt_tokens=sum(self.count_tokens(m.content) for m in request.messages),
+                completion_tokens=len(words),
+            ))
+        return stats

@@ -163,8 +163,15 @@ async def without_microphone(playwright: Any, page_url: str) -> dict[str, Any]:
         page = await browser.new_page()
         await page.goto(page_url)
         await page.click("#start")
-        await page.wait_for_function("() => window.talkface.channel?.readyState === 'open'",
-                                     timeout=TURN_TIMEOUT_MS)
+        try:
+            await page.wait_for_function(
+                "() => window.talkface.channel?.readyState === 'open'", timeout=TURN_TIMEOUT_MS)
+        except Exception as exc:
+            seen = await page.evaluate(
+                "() => ({status: window.talkface.status, transport: window.talkface.transportName,"
+                " fallback: window.talkface.fallbackReason, notice: document.getElementById("
+                "'notice').textContent})")
+            raise RuntimeError(f"without a microphone the page did not connect: {seen}") from exc
         await page.fill("#text", TYPED_QUESTION)
         await page.press("#text", "Enter")
         await page.wait_for_function(

@@ -47,6 +47,9 @@ def server_settings(data_dir: Path, *, size_px: int = 256, **overrides: Any) -> 
         "data_dir": data_dir,
         "shutdown_grace_s": 2.0,
         "rate_limit": {"requests_per_s": 50.0, "burst": 100},
+        # Every test client calls from 127.0.0.1: the wrong keys that tests send on purpose
+        # must not lock the others out (test_hardening.py tests the limit itself).
+        "login_limit": {"max_failures": 1000},
         "limits": {"max_upload_bytes": 1024 * 1024, "max_audio_s": 10.0,
                    "max_pending_renders": 4},
     }

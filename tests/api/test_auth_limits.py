@@ -106,8 +106,9 @@ def test_oversize_uploads_are_413_before_they_are_read(server: RunningServer, ht
         assert "limits.max_upload_bytes" in error["message"]
 
 
+@pytest.mark.parametrize("path", ["/v1/audio/transcriptions", "/v1/avatars", "/v1/renders"])
 def test_an_oversize_upload_without_a_length_is_cut_off_with_413(http: httpx.Client,
-                                                                 server: RunningServer,
+                                                                 server: RunningServer, path: str,
                                                                  still_serving: None) -> None:
     limit = server.settings.server.limits.max_upload_bytes
     boundary = "talkfaceboundary"
@@ -119,7 +120,7 @@ def test_an_oversize_upload_without_a_length_is_cut_off_with_413(http: httpx.Cli
             yield b"\0" * 65536
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    response = http.post("/v1/audio/transcriptions", content=chunked(),
+    response = http.post(path, content=chunked(),
                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert "max_upload_bytes" in error_of(response, 413)["message"]
 
@@ -181,17 +182,47 @@ def test_empty_text_is_400(http: httpx.Client, still_serving: None) -> None:
     assert "nothing to say" in error["message"]
 
 
+def chunk(kind: bytes, data: bytes) -> bytes:
+    """A PNG chunk: length, kind, data, CRC."""
+    crc = struct.pack(">I", zlib.crc32(kind + data))
+    return struct.pack(">I", len(data)) + kind + data + crc
+
+
 def test_a_huge_image_is_refused_without_being_decoded(http: httpx.Client,
                                                         still_serving: None) -> None:
     # A PNG header that claims 10000 x 8000 px: a decompression bomb, 45 bytes long.
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
     header = struct.pack(">IIBBBBB", 10_000, 8_000, 8, 2, 0, 0, 0)
     bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
     response = http.post("/v1/avatars", files={"file": ("bomb.png", bomb)})
     assert "10000x8000 px" in error_of(response, 413)["message"]
+
+
+def test_a_complete_decompression_bomb_is_refused_without_being_decoded(
+        http: httpx.Client, server: RunningServer, still_serving: None) -> None:
+    # A valid 10000 x 10000 RGBA PNG of one colour: 390 kB that would decode to 400 MB.
+    row = b"\0" + b"\xff" * 40_000
+    deflate = zlib.compressobj(9)
+    pixels = b"".join(deflate.compress(row) for _ in range(10_000)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", 10_000, 10_000, 8, 6, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(
+        b"IEND", b"")
+    assert len(bomb) < server.settings.server.limits.max_upload_bytes
+    response = http.post("/v1/avatars", files={"file": ("bomb.png", bomb)})
+    assert "the limit is 40 MP" in error_of(response, 413)["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/audio/transcriptions", "/v1/renders"])
+def test_a_wav_header_that_lies_about_its_length_is_400(http: httpx.Client, path: str,
+                                                        still_serving: None) -> None:
+    # One second of audio under a header that declares 2 GiB of it (18 hours).
+    wav = bytearray(b"RIFF" + struct.pack("<I", 36 + 32_000) + b"WAVEfmt "
+                    + struct.pack("<IHHIIHH", 16, 1, 1, 16_000, 32_000, 2, 16)
+                    + b"data" + struct.pack("<I", 0x7FFF_FFF0) + bytes(32_000))
+    response = http.post(path, files={"file": ("lying.wav", bytes(wav))},
+                         data={"model": "whisper-1"} if "audio" in path else {})
+    message = error_of(response, 400)["message"]
+    assert "the WAV header of the uploaded file 'lying.wav' says it holds" in message
+    assert "the header is damaged" in message
 
 
 def test_unknown_paths_and_methods_are_json_errors(http: httpx.Client, still_serving: None) -> None:

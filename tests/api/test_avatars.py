@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import struct
 import time
+import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -100,6 +104,63 @@ def test_files_that_are_not_usable_images_are_400(http: httpx.Client) -> None:
     assert response.status_code == 400
     assert http.post("/v1/avatars", files={"file": ("x.jpg", b"x")},
                      data={"name": "me"}).json()["error"]["message"].startswith("name:")
+
+
+def flat_png(width: int, height: int, rgba: tuple[int, int, int, int]) -> bytes:
+    """A valid RGBA PNG of one colour, made a row at a time (never whole in memory)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    row = b"\0" + bytes(rgba) * width  # filter type 0, then the pixels
+    deflate = zlib.compressobj(9)
+    pixels = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
+
+
+class PeakMemory:
+    """This process's peak resident memory (the test server runs in it) since ``start``."""
+
+    _STATUS = Path("/proc/self/status")
+
+    def start(self) -> None:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to VmRSS
+        except OSError:
+            pytest.skip("measuring peak memory needs Linux's /proc/self/clear_refs")
+        self._base_kib = self._read("VmRSS")
+
+    def rise_mb(self) -> float:
+        return (self._read("VmHWM") - self._base_kib) / 1024
+
+    def _read(self, field: str) -> int:
+        for line in self._STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {field} in {self._STATUS}")
+
+
+def test_parallel_40_mp_uploads_are_decoded_in_bounded_memory(server: RunningServer) -> None:
+    # 6300 x 6300 RGBA, just under the 40 MP limit: 160 kB of PNG, 160 MB of pixels.
+    # Decoded whole, four at once took ~3.7 GB; reduced and two at a time, ~0.4 GB.
+    big = flat_png(6300, 6300, (200, 190, 180, 255))
+    assert len(big) < server.settings.server.limits.max_upload_bytes
+    peak = PeakMemory()
+    peak.start()
+    with server.client() as http, ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(
+            lambda i: http.post("/v1/avatars", files={"file": (f"big{i}.png", big)}), range(4)))
+    rise_mb = peak.rise_mb()
+    for response in responses:  # each was decoded, and found to have no face
+        assert response.status_code == 400, response.text
+        assert "no face found" in response.json()["error"]["message"]
+    assert rise_mb < 600, f"four uploads raised the peak memory by {rise_mb:.0f} MB"
+    with server.client() as http:  # still serving
+        again = http.post("/v1/avatars", files={"file": ("me.png",
+                                                         default_portrait_path().read_bytes())})
+    assert again.status_code == 201, again.text
 
 
 def test_voices_are_listed_for_keys_and_session_tokens(server: RunningServer,

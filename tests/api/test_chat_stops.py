@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from talkface.api.chat import ChatPlan, ChatRun
 from talkface.engines import Engine
 from talkface.errors import BackendError
 from talkface.llm.base import ChatMessage, GenerationRequest, GenerationStats
+from talkface.services.chat import ChatPlan, ChatRun
 
 pytestmark = pytest.mark.unit
 

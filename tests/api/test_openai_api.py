@@ -68,6 +68,15 @@ def test_speech_round_trips_through_transcription(client: openai.OpenAI,
     assert verbose.segments and verbose.segments[0].end == pytest.approx(verbose.duration)
 
 
+def test_an_emotion_tag_is_not_read_out(client: openai.OpenAI,
+                                        wer: Callable[[str, str], float]) -> None:
+    wav = client.audio.speech.create(model="tts-1", voice="echo", input=f"[happy] {SENTENCE}",
+                                     response_format="wav").read()
+    text = client.audio.transcriptions.create(model="whisper-1", file=("fox.wav", wav),
+                                              language="en").text
+    assert "happy" not in text.lower() and wer(SENTENCE, text) <= 0.2, text
+
+
 def test_speed_changes_the_length_of_the_speech(client: openai.OpenAI) -> None:
     def length_s(speed: float) -> float:
         data = client.audio.speech.create(model="tts-1", voice="alloy", input=SENTENCE,
@@ -183,16 +192,19 @@ def test_the_raw_event_stream_ends_with_done(server: RunningServer) -> None:
 
 
 def test_a_chat_that_does_not_fit_the_context_is_refused(client: openai.OpenAI) -> None:
-    # Chinese takes several tokens per character in this model's vocabulary.
-    dense = "这是一个很长的句子，" * 350
+    # 3,500 rare CJK characters (Extension B, four UTF-8 bytes each): under the server's
+    # text limit, but ~3 tokens a character in any vocabulary talkface ships (Qwen:
+    # ~10,900; SmolLM2: ~14,000), far more than the 4,096-token context.
+    dense = "".join(chr(0x20000 + 7 * i) for i in range(3500))
     with pytest.raises(openai.BadRequestError, match="model's context holds"):
         client.chat.completions.create(model="x", messages=[{"role": "user", "content": dense}])
 
 
-def test_models_are_listed(client: openai.OpenAI) -> None:
+def test_models_are_listed(client: openai.OpenAI, server: RunningServer) -> None:
     ids = [model.id for model in client.models.list()]
-    assert "smollm2" in ids and "talkface-tts" in ids
-    assert client.models.retrieve("smollm2").owned_by == "talkface"
+    llm = server.settings.llm.model  # a packaged model's name, as the user configured it
+    assert llm in ids and "talkface-tts" in ids
+    assert client.models.retrieve(llm).owned_by == "talkface"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-5")
 

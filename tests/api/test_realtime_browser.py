@@ -37,6 +37,18 @@ TAIL_SILENCE_S = 40.0
 SCENARIO_TIMEOUT_S = 540.0
 
 
+def question_wav(path: Path, speech: np.ndarray, lead_s: float = LEAD_SILENCE_S) -> Path:
+    """The fake microphone's WAV: ``speech`` (16 kHz float32) between silences."""
+    samples = np.concatenate([np.zeros(int(lead_s * RATE), np.float32), speech,
+                              np.zeros(int(TAIL_SILENCE_S * RATE), np.float32)])
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(RATE)
+        handle.writeframes(float32_to_pcm16(samples))
+    return path
+
+
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory: pytest.TempPathFactory, speak: Callable[..., np.ndarray],
          artifacts_dir: Path) -> dict[str, Any]:
@@ -47,15 +59,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory, speak: Callable[..., np.ndarr
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's Chromium: apt-get install -y chromium")
     out = tmp_path_factory.mktemp("browser")
-    speech = speak("piper", QUESTION)
-    samples = np.concatenate([np.zeros(int(LEAD_SILENCE_S * RATE), np.float32), speech,
-                              np.zeros(int(TAIL_SILENCE_S * RATE), np.float32)])
-    wav = out / "question.wav"
-    with wave.open(str(wav), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(RATE)
-        handle.writeframes(float32_to_pcm16(samples))
+    wav = question_wav(out / "question.wav", speak("piper", QUESTION))
     done = run_in_loopback_netns(
         [sys.executable, str(SCENARIO), "--wav", str(wav), "--out", str(out)],
         timeout_s=SCENARIO_TIMEOUT_S)
@@ -77,6 +81,8 @@ def test_the_page_connects_on_loopback_only(seen: dict[str, Any]) -> None:
     assert candidates and all(ipaddress.ip_address(a).is_loopback for a in candidates.values())
     assert seen["spoken"]["notice"] is None  # no error shown to the user
     assert not [line for line in seen["console"] if line.startswith("pageerror")]
+    # The page's Content-Security-Policy lets everything it uses load.
+    assert not [line for line in seen["console"] if "Content Security Policy" in line]
 
 
 def test_a_spoken_question_is_heard_answered_and_shown(

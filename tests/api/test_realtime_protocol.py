@@ -15,23 +15,37 @@ from typing import Any
 import numpy as np
 import pytest
 
+from talkface.api.auth import Principal
+from talkface.api.errors import ClientTooSlow
 from talkface.api.realtime import ice, outgoing
 from talkface.api.realtime.media import AUDIO_RATE_HZ, AvatarMedia
 from talkface.api.realtime.outgoing import (
-    ClientTooSlow,
     FMP4Stream,
     SendQueue,
     moov_complete,
     mse_mime,
 )
-from talkface.api.realtime.session import parse_client_message
-from talkface.api.schemas import FramePresentedMessage, HelloMessage, TextMessage
+from talkface.api.realtime.session import (
+    conversation_options,
+    error_event,
+    parse_client_message,
+)
+from talkface.api.schemas import (
+    FramePresentedMessage,
+    HelloMessage,
+    LiveSessionOptions,
+    TextMessage,
+)
+from talkface.api.sessions import SessionRegistry
 from talkface.audio import float32_to_pcm16
-from talkface.clock import MonotonicClock
-from talkface.errors import BadInput, PayloadTooLarge
+from talkface.clock import ManualClock, MonotonicClock
+from talkface.config import load_settings
+from talkface.conversation import ConversationOptions
+from talkface.errors import BadInput, Overloaded, PayloadTooLarge
 from talkface.messages import NS_PER_S, EndOfTurn, Interrupt, Message, SpeechAudio, VideoFrame
 from talkface.output.mp4 import OutputSettings
 from talkface.output.playout import Playout
+from talkface.runtime import Runtime
 
 pytestmark = pytest.mark.unit
 FPS = 25
@@ -228,6 +242,20 @@ async def test_an_interrupt_silences_the_turn_at_once() -> None:
     await run_media(harness, body)
 
 
+async def test_a_cut_turn_ends_once_for_the_client_and_says_it_was_cut() -> None:
+    harness = Harness()
+
+    async def body() -> None:
+        await harness.put(*turn(1, 2.0, first_index=100)[:6])
+        # The answer was made (its end was queued) when the user cut in.
+        await harness.put(Interrupt(turn_id=1, reason="barge_in"), EndOfTurn(turn_id=1),
+                          EndOfTurn(turn_id=1, interrupted=True, spoken_text="Hel"))
+
+    await run_media(harness, body)
+    ends = [(m.turn_id, m.interrupted) for m in harness.messages if isinstance(m, EndOfTurn)]
+    assert ends == [(1, True)]
+
+
 async def test_unknown_avatars_fail_at_prepare() -> None:
     class NoAvatar(FakeConversation):
         async def idle_frames(self, first_frame_index: int, count: int) -> list[np.ndarray]:
@@ -256,6 +284,24 @@ async def test_a_slow_client_loses_old_video_frames_never_audio(monkeypatch: pyt
     await queue.put(b"B" * 900)
     with pytest.raises(ClientTooSlow, match="too slow"):
         await queue.put(b"C" * 900)  # nobody reads: the client is cut off, memory stays bounded
+
+
+async def test_a_stalled_client_is_seen_by_the_age_of_its_oldest_message() -> None:
+    clock = ManualClock()
+    queue = SendQueue(max_bytes=10_000_000, clock=clock)
+    assert queue.stalled_ns() == 0
+    queue.put_event('{"type": "ready"}')
+    clock.advance(3 * NS_PER_S)
+    await queue.put(b"A" * 100)  # a few bytes: far from full, and still waiting
+    assert queue.stalled_ns() == 3 * NS_PER_S
+    await queue.get()  # handed to a connection that does not take it (the client stopped)
+    clock.advance(8 * NS_PER_S)
+    assert queue.stalled_ns() == 11 * NS_PER_S  # the send in progress counts
+    queue.sent()
+    assert queue.stalled_ns() == 8 * NS_PER_S  # now the next one is the oldest
+    await queue.get()
+    queue.sent()
+    assert queue.stalled_ns() == 0
 
 
 def test_fmp4_starts_with_an_init_segment_and_fragments_come_every_half_second() -> None:
@@ -289,3 +335,25 @@ def test_loopback_is_offered_when_the_server_listens_on_it(monkeypatch: pytest.M
     assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["192.0.2.7"]
     sdp = "a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=mid:0\r\n"
     assert ice.candidate_addresses(sdp) == ["127.0.0.1"]
+
+
+# --- refusing a session -------------------------------------------------------------------
+
+
+async def test_the_session_limit_is_a_retryable_error_with_retry_after() -> None:
+    registry = SessionRegistry(None, max_sessions=0)  # type: ignore[arg-type]
+    with pytest.raises(Overloaded) as caught:
+        await registry.create(Principal(key_id="k", scope="key"), ConversationOptions())
+    event = error_event(caught.value)
+    assert (event.code, event.retryable, event.retry_after_s) == ("overloaded", True, 10.0)
+    assert "try again" in event.message
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({"language": "fr"}, "language 'fr' is not supported; talkface speaks en, zh"),
+    ({"voice": "joe", "language": "zh"}, "voice 'joe' speaks 'en', but the text is 'zh'"),
+])
+def test_a_hello_is_checked_by_the_policy_say_uses(options: dict[str, str], expected: str) -> None:
+    runtime = Runtime(load_settings())
+    with pytest.raises(BadInput, match=expected):
+        conversation_options(runtime, LiveSessionOptions(**options))

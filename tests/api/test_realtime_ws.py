@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import struct
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,19 +20,15 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from talkface.audio import float32_to_pcm16
-
 from .conftest import RunningServer
+from .ws_client import EVENT_TIMEOUT_S, RATE, Session, speak_in_real_time
 
 pytestmark = [pytest.mark.serving, pytest.mark.integration]
 
-RATE = 16_000
-CHUNK = 512  # 32 ms of microphone audio per binary frame
 QUESTION = "What is the capital of France?"
-EVENT_TIMEOUT_S = 90.0
 
 
 def session_token(server: RunningServer) -> str:
@@ -46,62 +41,6 @@ def session_token(server: RunningServer) -> str:
 def ws_url(server: RunningServer, token: str | None) -> str:
     base = server.base_url.replace("http://", "ws://") + "/v1/sessions/ws"
     return base if token is None else f"{base}?token={token}"
-
-
-class Session:
-    """One WebSocket session: everything received, and a way to wait for an event."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.events: list[dict[str, Any]] = []
-        self.binary: list[bytes] = []
-        self.closed = asyncio.Event()
-        self._changed = asyncio.Event()
-
-    async def read(self) -> None:
-        try:
-            async for message in self.ws:
-                if isinstance(message, bytes):
-                    self.binary.append(message)
-                else:
-                    self.events.append(json.loads(message))
-                self._changed.set()
-        except ConnectionClosed:
-            pass
-        finally:
-            self.closed.set()
-            self._changed.set()
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == kind]
-
-    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], count: int = 1,
-                       timeout_s: float = EVENT_TIMEOUT_S) -> dict[str, Any]:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                found = [e for e in self.events if predicate(e)]
-                if len(found) >= count:
-                    return found[count - 1]
-                if self.closed.is_set():
-                    raise AssertionError(f"closed before the event came: {self.summary()}")
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def send(self, message: dict[str, Any] | str | bytes) -> None:
-        await self.ws.send(json.dumps({"v": 1, **message}) if isinstance(message, dict)
-                           else message)
-
-    async def ask(self, text: str) -> dict[str, Any]:
-        """Type ``text``; returns the turn's latency event (the answer has played)."""
-        answered = len(self.of("latency"))
-        await self.send({"type": "text", "text": text})
-        return await self.wait_for(lambda e: e["type"] == "latency", count=answered + 1)
-
-    def reply(self, turn_id: int) -> str:
-        return "".join(e["text"] for e in self.of("reply_delta") if e["turn_id"] == turn_id)
-
-    def summary(self) -> list[str]:
-        return [e["type"] for e in self.events if e["type"] != "reply_delta"]
 
 
 @contextlib.asynccontextmanager
@@ -118,18 +57,6 @@ async def session(server: RunningServer, *, output: str = "fmp4",
         finally:
             await ws.close()
             await reader
-
-
-async def speak_in_real_time(live: Session, audio: np.ndarray,
-                             until: Callable[[], bool], max_s: float) -> None:
-    """Play ``audio`` as a microphone would, then silence until ``until()`` (bounded)."""
-    start = time.monotonic()
-    offset = 0
-    while time.monotonic() - start < max_s and not (offset >= len(audio) and until()):
-        chunk = audio[offset : offset + CHUNK] if offset < len(audio) else np.zeros(CHUNK)
-        await live.send(float32_to_pcm16(chunk.astype(np.float32)))
-        offset += CHUNK
-        await asyncio.sleep(max(0.0, start + offset / RATE - time.monotonic()))
 
 
 def decode_mp4(data: bytes) -> tuple[int, tuple[int, int], np.ndarray]:
@@ -275,6 +202,7 @@ async def test_a_full_server_refuses_new_sessions_with_503(server: RunningServer
             await stack.enter_async_context(session(server, output="jpeg"))
         error, code = await refused(server, token, hello)
         assert (error["code"], code) == ("overloaded", 4503)
+        assert error["retryable"] is True and error["retry_after_s"] >= 1  # as the docs say
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             response = await http.post(
                 "/v1/sessions/webrtc", json={"type": "offer", "sdp": "v=0 " + "x" * 20},

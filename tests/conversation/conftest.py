@@ -43,7 +43,9 @@ def write_wav(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, np.nda
 
     def write(name: str, samples: np.ndarray, rate: int = RATE, channels: int = 1) -> Path:
         path = folder / name
-        data = np.repeat(samples[:, None], channels, axis=1).reshape(-1) if channels > 1 else samples
+        data = (
+            np.repeat(samples[:, None], channels, axis=1).reshape(-1) if channels > 1 else samples
+        )
         with wave.open(str(path), "wb") as handle:
             handle.setnchannels(channels)
             handle.setsampwidth(2)

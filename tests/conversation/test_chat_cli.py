@@ -72,6 +72,40 @@ def test_a_script_of_several_turns_makes_one_video(tmp_path: Path, speak, write_
     assert fps == 25 and abs(len(frames) / fps - len(audio) / rate) <= 1 / 25
 
 
+def test_a_script_of_spoken_turns_lets_each_answer_finish(tmp_path: Path, speak,
+                                                        write_wav) -> None:
+    first = write_wav("first.wav", speak("piper", "Please tell me about the weather in spring."))
+    second = write_wav("second.wav", speak("piper", "And what about the winter?"))
+    script = tmp_path / "spoken.txt"
+    script.write_text(f"@{first}\n@{second}\n", encoding="utf-8")
+    trace = tmp_path / "trace.json"
+    result = chat("--script", str(script), "--trace", str(trace), "-q")
+    assert result.returncode == 0, result.stderr
+    turns = json.loads(trace.read_text())["turns"]
+    assert len(turns) == 2, turns
+    assert "weather" in turns[0]["transcript"].lower(), turns
+    assert "winter" in turns[1]["transcript"].lower(), turns
+    # The second line is spoken after the first answer, as a person would: nothing is cut.
+    assert [t["interrupted"] for t in turns] == [False, False]
+    assert all(t["reply"] for t in turns)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--text", ""], "nothing to say: the text is empty"),
+    (["--text", "  "], "nothing to say: the text is empty"),
+    (["--text", "Bonjour", "--lang", "fr"], "language 'fr' is not supported; talkface speaks "
+                                            "en, zh"),
+])
+def test_a_message_that_cannot_be_answered_gets_one_clear_line(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = chat(*args, "-o", str(tmp_path / "out.mp4"))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_the_openai_backend_against_a_real_local_server(tmp_path: Path, llama_server: str) -> None:
     video = tmp_path / "openai.mp4"
     result = chat("--text", "Say hello.", "--llm", "openai", "--llm-url", llama_server,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from talkface.errors import BadInput, PayloadTooLarge
+from talkface.errors import BadInput, Overloaded, PayloadTooLarge
 from talkface.face import avatar as avatar_module
+from talkface.face import portrait as portrait_module
 from talkface.face import topology as T
 from talkface.face.avatar import AvatarStore, prepare_avatar
-from talkface.face.portrait import decode_portrait, load_portrait
+from talkface.face.portrait import DecodeWorkers, decode_portrait, load_portrait
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +48,7 @@ def test_the_bundled_portrait_is_framed_and_its_landmarks_sit_on_the_face(
 def test_a_picture_without_a_face_is_refused(portrait: np.ndarray) -> None:
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    with pytest.raises(BadInput, match="no (clear )?face found"):
+    with pytest.raises(BadInput, match=r"no (clear )?face found"):
         prepare_avatar(noise, 512)
     with pytest.raises(BadInput, match="no face found"):
         prepare_avatar(np.full((400, 400, 3), 128, np.uint8), 512)
@@ -70,7 +73,7 @@ def test_a_huge_image_is_refused_before_it_is_decoded() -> None:
     buffer = io.BytesIO()
     Image.new("1", (9000, 9000)).save(buffer, format="PNG")
     assert len(buffer.getvalue()) < 1_000_000
-    with pytest.raises(PayloadTooLarge, match="9000x9000 px .* downscale it"):
+    with pytest.raises(PayloadTooLarge, match=r"9000x9000 px .* downscale it"):
         decode_portrait(buffer.getvalue())
 
 
@@ -119,3 +122,53 @@ def test_prepared_avatars_are_cached_on_disk_and_reused(
     monkeypatch.undo()
     other = AvatarStore(tmp_path).prepare(portrait, 256)
     assert other.avatar_id != first.avatar_id
+
+
+def test_a_large_image_is_decoded_reduced_to_at_most_4_mp() -> None:
+    # 12 MP, transparent on the right: reduced in strips, the transparent part white.
+    rgba = np.zeros((3000, 4000, 4), np.uint8)
+    rgba[:, :2000] = (200, 30, 40, 255)
+    decoded = decode_portrait(encode(rgba))
+    assert decoded.shape == (1500, 2000, 3)  # by a whole factor (2): the aspect ratio is kept
+    assert (decoded[:, :900] == (200, 30, 40)).all()
+    assert (decoded[:, 1100:] == 255).all()
+
+
+def test_a_large_phone_jpeg_is_decoded_reduced_and_upright() -> None:
+    # 12 MP stored sideways (EXIF orientation 6): decoded at half scale by the JPEG
+    # decoder, then turned upright.
+    sideways = np.full((3000, 4000, 3), 90, np.uint8)
+    sideways[:, :400] = (250, 250, 250)  # the left edge is the top of the picture
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    decoded = decode_portrait(encode(sideways, "JPEG", exif=exif.tobytes(), quality=90))
+    assert decoded.shape == (2000, 1500, 3)
+    assert decoded[:150].mean() > 240 and decoded[300:].mean() < 100
+
+
+@pytest.mark.parametrize("max_waiting", [0, 1])
+def test_decodes_beyond_the_workers_are_refused_as_overloaded(
+    portrait: np.ndarray, monkeypatch: pytest.MonkeyPatch, max_waiting: int
+) -> None:
+    # One decode thread, kept busy. With no room to wait, a decode is refused at once;
+    # with room, it is refused when no thread came free in time (here: at once).
+    workers = DecodeWorkers(1, max_waiting=max_waiting, wait_s=0.0)
+    monkeypatch.setattr(portrait_module, "DECODE_WORKERS", workers)
+    busy, release = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        busy.set()
+        release.wait()
+
+    png = encode(portrait)
+    with ThreadPoolExecutor(1) as caller:
+        occupied = caller.submit(workers.run, occupy)
+        assert busy.wait(timeout=30)
+        try:
+            with pytest.raises(Overloaded, match="decoding 1 images already") as refused:
+                decode_portrait(png)
+        finally:
+            release.set()
+        occupied.result()
+    assert refused.value.http_status == 503 and refused.value.retry_after_s > 0
+    assert decode_portrait(png).shape == portrait.shape  # the thread is free again

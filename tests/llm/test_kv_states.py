@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from talkface.llm._kv_states import ConversationStates, SavedConversation, shared_messages
+
+pytestmark = pytest.mark.unit
 
 SYSTEM = ("system", "be brief")
 

@@ -1,4 +1,4 @@
-"""The embedded LLM: SmolLM2 from its PyPI package, through llama.cpp."""
+"""The embedded LLM: the default packaged model (Qwen2.5-Coder-0.5B), through llama.cpp."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ async def generate(llm: LlamaCppLLM, messages, max_tokens: int = 40, stop_after:
 async def test_the_reply_streams_token_by_token(llm: LlamaCppLLM) -> None:
     deltas, stats = await generate(llm, prompt("What is the capital of France?"))
     assert len(deltas) > 3
-    # A 135M-parameter model knows little, but it answers in words.
-    assert len("".join(deltas).split()) >= 3
-    assert stats.completion_tokens == len(deltas)
+    assert "paris" in "".join(deltas).lower()
+    # The first sentence streams token by token; later ones a sentence at a time.
+    assert stats.completion_tokens >= len(deltas)
 
 
 async def test_the_shared_prefix_is_not_evaluated_again(llm: LlamaCppLLM) -> None:
@@ -91,8 +91,9 @@ async def test_sessions_taking_turns_keep_their_own_history_cached() -> None:
 
 
 async def test_a_cancelled_reader_stops_the_generation(llm: LlamaCppLLM) -> None:
-    deltas, stats = await generate(llm, prompt("Count from one to fifty."), max_tokens=80,
-                                   stop_after=3)
+    # A long first sentence: it streams token by token (later ones a sentence at a time).
+    _, stats = await generate(llm, prompt("Tell me a long story about a dragon."),
+                                   max_tokens=80, stop_after=3)
     assert stats.finish_reason == "cancelled"
     assert stats.completion_tokens <= 5
 
@@ -108,7 +109,9 @@ async def test_sessions_share_the_engine_and_are_served_in_turn(llm: LlamaCppLLM
         await job
         return text
 
-    answers = await asyncio.gather(*(ask(q) for q in ("Say hello.", "Name a colour.", "Name a fruit.")))
+    answers = await asyncio.gather(
+        *(ask(q) for q in ("Say hello.", "Name a colour.", "Name a fruit."))
+    )
     assert all(answer.strip() for answer in answers)
     await engine.aclose()
 

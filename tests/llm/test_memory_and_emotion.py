@@ -17,7 +17,9 @@ def words(text: str) -> int:
 
 
 def test_the_prompt_is_persona_then_history_then_the_new_message() -> None:
-    memory = ConversationMemory("Be brief.", budget_tokens=1000, reply_tokens=50, count_tokens=words)
+    memory = ConversationMemory(
+        "Be brief.", budget_tokens=1000, reply_tokens=50, count_tokens=words
+    )
     memory.record("Hi", "Hello! How can I help?")
     prompt = memory.prompt("What time is it?")
     assert [m.role for m in prompt] == ["system", "user", "assistant", "user"]
@@ -37,7 +39,9 @@ def test_the_oldest_turns_are_dropped_to_fit_the_budget() -> None:
 
 
 def test_an_interrupted_answer_is_remembered_as_such() -> None:
-    memory = ConversationMemory("Be brief.", budget_tokens=1000, reply_tokens=50, count_tokens=words)
+    memory = ConversationMemory(
+        "Be brief.", budget_tokens=1000, reply_tokens=50, count_tokens=words
+    )
     memory.record("Tell me a story", "Once upon a time", interrupted=True)
     assistant = [m.content for m in memory.prompt("Stop.") if m.role == "assistant"]
     assert assistant == ["Once upon a time" + INTERRUPTED_MARK]

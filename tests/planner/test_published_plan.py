@@ -94,17 +94,35 @@ def test_serve_config_has_every_deployment(plan: Plan, written: dict[str, Path])
     (application,) = config["applications"]
     assert application["import_path"]
     deployments = {d["name"]: d for d in application["deployments"]}
-    assert set(deployments) == {"ASR", "LLM", "TTS", "Animator", "SessionHost"}
+    # Sessions live in the gateways, not in a deployment; render jobs have their worker.
+    assert set(deployments) == {"ASR", "LLM", "TTS", "Animator", "Renderer"}
+    assert application["route_prefix"] is None
     for name, stage in (("ASR", "asr"), ("LLM", "llm"), ("TTS", "tts"), ("Animator", "animator")):
         d = deployments[name]
         scaling = d["autoscaling_config"]
         assert 1 <= scaling["min_replicas"] <= scaling["initial_replicas"]
         assert scaling["initial_replicas"] <= scaling["max_replicas"] == plan.stages[stage].replicas
         assert scaling["target_ongoing_requests"] >= 1
-        assert d["user_config"]["max_batch_size"] == plan.stages[stage].max_batch_size
-        assert d["user_config"]["batch_wait_timeout_s"] >= 0
+        if name == "LLM":  # batches by continuous batching, not @serve.batch
+            assert "user_config" not in d
+        else:
+            assert d["user_config"]["max_batch_size"] == plan.stages[stage].max_batch_size
+            assert d["user_config"]["batch_wait_timeout_s"] >= 0
         assert d["ray_actor_options"]["num_gpus"] == plan.stages[stage].num_gpus
         assert "num_replicas" not in d  # Ray refuses num_replicas with autoscaling_config
+        assert d["ray_actor_options"]["resources"] == {f"pool_{stage}": 1}
+
+
+def test_rayservice_deploys_the_same_config(written: dict[str, Path]) -> None:
+    service = yaml.safe_load(written["rayservice"].read_text())
+    assert service["kind"] == "RayService"
+    served = yaml.safe_load(service["spec"]["serveConfigV2"])
+    config = yaml.safe_load(written["serve_config"].read_text())
+    assert served["applications"] == config["applications"]
+    groups = {g["groupName"] for g in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    assert groups == {"asr", "llm", "tts", "animator", "render", "gateway"}
+    report = written["report"].read_text()
+    assert "rayservice.yaml" in report and "**Gateways.**" in report
 
 
 def test_plan_json_matches(plan: Plan, written: dict[str, Path]) -> None:
@@ -137,3 +155,24 @@ def test_more_sessions_never_need_fewer_gpus(plan: Plan) -> None:
     small = make_plan(Profile.from_published(), sessions=100, options=FAST)
     assert small.total_gpus <= plan.total_gpus
     assert small.cost_peak_usd_per_h <= plan.cost_peak_usd_per_h
+
+
+def test_the_unshipped_gpu_animator_is_labelled(plan: Plan, written: dict[str, Path]) -> None:
+    label = "not shipped: priced from published figures for a GPU lip-sync model"
+    report = written["report"].read_text()
+    headline = report.split("## Headline", 1)[1].split("## Inputs", 1)[0]
+    animator = plan.stages["animator"]
+    assert any(
+        line.startswith(f"| animator ({animator.replicas} x {animator.device}")
+        and f"**{label}" in line
+        for line in headline.splitlines()
+    )
+    section = next(line for line in report.splitlines() if line.startswith("### animator:"))
+    assert label in section
+    # The stages talkface ships carry no such label.
+    assert not any(
+        line.startswith(f"### {stage}:") and "not shipped" in line
+        for stage in ("vad", "asr", "llm", "tts", "encoder")
+        for line in report.splitlines()
+    )
+    assert label in json.loads(written["plan"].read_text())["not_shipped"]["animator"]

@@ -115,4 +115,11 @@ def test_cpu_box_plan(cpu_profile: Profile, tmp_path: Path) -> None:
     assert "### Sessions per box" in report and "processor sharing" in report
     config = yaml.safe_load(files["serve_config"].read_text())
     deployments = config["applications"][0]["deployments"]
+    assert {d["name"] for d in deployments} == {"ASR", "LLM", "TTS", "Animator", "Renderer"}
     assert all(d["ray_actor_options"]["num_gpus"] == 0 for d in deployments)
+    # Every box runs its own gateway beside one replica of each deployment.
+    service = yaml.safe_load(files["rayservice"].read_text())
+    (group,) = service["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert group["groupName"] == "box" and group["replicas"] == box.boxes
+    assert [c["name"] for c in group["template"]["spec"]["containers"]] == [
+        "ray-worker", "gateway"]

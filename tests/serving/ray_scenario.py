@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -44,11 +43,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "api"))
 
 from loopback_netns import talkface_serve, write_result  # noqa: E402
+from ws_client import RATE, Session, speak_in_real_time  # noqa: E402
 
-from talkface.audio import float32_to_pcm16, pcm16_to_float32, resample  # noqa: E402
+from talkface.audio import pcm16_to_float32, resample  # noqa: E402
 
-RATE = 16_000
-CHUNK = 512
 EVENT_TIMEOUT_S = 120.0
 QUESTION = "What is the capital of France?"
 FOLLOW_UP = "And what is it famous for?"
@@ -82,60 +80,22 @@ GATEWAY_ENV = {
 
 # --- the WebSocket client -----------------------------------------------------------------
 
-class Live:
-    """One WebSocket session: events and binary frames with their arrival times."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.events: list[dict[str, Any]] = []
-        self.frame_times: list[float] = []
-        self._changed = asyncio.Event()
-
-    async def read(self) -> None:
-        with contextlib.suppress(Exception):
-            async for message in self.ws:
-                if isinstance(message, bytes):
-                    if message[:1] == b"V":
-                        self.frame_times.append(time.monotonic())
-                else:
-                    self.events.append({"at": time.monotonic(), **json.loads(message)})
-                self._changed.set()
-        self._changed.set()
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == kind]
-
-    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], count: int = 1,
-                       timeout_s: float = EVENT_TIMEOUT_S) -> dict[str, Any]:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                found = [e for e in self.events if predicate(e)]
-                if len(found) >= count:
-                    return found[count - 1]
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def send(self, message: dict[str, Any] | bytes) -> None:
-        await self.ws.send(json.dumps({"v": 1, **message}) if isinstance(message, dict)
-                           else message)
-
-    async def ask(self, text: str) -> dict[str, Any]:
-        answered = len(self.of("turn_end"))
-        await self.send({"type": "text", "text": text})
-        return await self.wait_for(lambda e: e["type"] == "turn_end", count=answered + 1)
-
-    def reply(self, turn_id: int) -> str:
-        return "".join(e["text"] for e in self.of("reply_delta") if e["turn_id"] == turn_id)
+async def ask(live: Session, text: str) -> dict[str, Any]:
+    """Type ``text``; returns the turn's ``turn_end`` event."""
+    answered = len(live.of("turn_end"))
+    await live.send({"type": "text", "text": text})
+    return await live.wait_for(lambda e: e["type"] == "turn_end", count=answered + 1,
+                               timeout_s=EVENT_TIMEOUT_S)
 
 
 @contextlib.asynccontextmanager
-async def live_session(base_url: str, api_key: str) -> AsyncIterator[Live]:
+async def live_session(base_url: str, api_key: str) -> AsyncIterator[Session]:
     async with httpx.AsyncClient(base_url=base_url, timeout=60.0,
                                  headers={"Authorization": f"Bearer {api_key}"}) as http:
         token = (await http.post("/v1/tokens")).raise_for_status().json()["token"]
     url = base_url.replace("http://", "ws://") + f"/v1/sessions/ws?token={token}"
     async with connect(url, max_size=None) as ws:
-        live = Live(ws)
+        live = Session(ws)
         reader = asyncio.create_task(live.read())
         try:
             await live.send({"type": "hello", "sample_rate_hz": RATE, "output": "jpeg"})
@@ -158,17 +118,6 @@ def spoken(text: str) -> np.ndarray:
     audio = resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz, RATE)
     pad = np.zeros(RATE // 5, np.float32)
     return np.concatenate([pad, audio.astype(np.float32), pad])
-
-
-async def speak_in_real_time(live: Live, audio: np.ndarray, until: Callable[[], bool],
-                             max_s: float) -> None:
-    start = time.monotonic()
-    offset = 0
-    while time.monotonic() - start < max_s and not (offset >= len(audio) and until()):
-        chunk = audio[offset : offset + CHUNK] if offset < len(audio) else np.zeros(CHUNK)
-        await live.send(float32_to_pcm16(chunk.astype(np.float32)))
-        offset += CHUNK
-        await asyncio.sleep(max(0.0, start + offset / RATE - time.monotonic()))
 
 
 # --- Ray, from this process ---------------------------------------------------------------
@@ -250,7 +199,7 @@ async def planner_config_deployed(out: Path) -> dict[str, Any]:
            "TALKFACE_ANIMATOR__SIZE_PX": "256"}
     async with talkface_serve(out / "gateway_deployed.log", env=env) as served:
         async with live_session(served.base_url, served.api_key) as live:
-            end = await live.ask("Hello! Who are you?")
+            end = await ask(live, "Hello! Who are you?")
             result["reply"] = live.reply(end["turn_id"])
             result["turn_end"] = end
             result["frames"] = len(live.frame_times)
@@ -278,7 +227,7 @@ async def gateway_checks(out: Path, result: dict[str, Any]) -> None:
                 await speak_in_real_time(live, question, until=lambda: bool(live.of("turn_end")),
                                          max_s=EVENT_TIMEOUT_S)
                 first = await live.wait_for(lambda e: e["type"] == "latency")
-                second_end = await live.ask(FOLLOW_UP)
+                second_end = await ask(live, FOLLOW_UP)
                 second = await live.wait_for(lambda e: e["type"] == "latency", count=2)
             transcripts = [e["text"] for e in live.of("transcript") if e["final"]]
             return {

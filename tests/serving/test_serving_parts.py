@@ -181,33 +181,3 @@ async def test_back_pressure_is_overloaded_and_in_flight_requests_are_bounded() 
     assert await asyncio.gather(*waiting) == ["0", "1"]
     assert engine.queue_depth == 0
 
-
-def test_several_gateway_workers_need_one_ray_cluster() -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    talkface = Path(sys.executable).parent / "talkface"
-    done = subprocess.run([str(talkface), "serve", "--engines", "ray", "--workers", "2"],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode != 0
-    assert "ray start --head" in done.stderr and "--ray-address auto" in done.stderr
-
-
-def test_deploy_refuses_a_config_that_does_not_fit_the_app(tmp_path: object) -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import yaml
-
-    folder = Path(str(tmp_path))
-    (folder / "serve_config.yaml").write_text(yaml.safe_dump(_config([{"name": "SessionHost"}])))
-    talkface = Path(sys.executable).parent / "talkface"
-    done = subprocess.run([str(talkface), "deploy", str(folder), "--check"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0
-    assert "no deployment 'SessionHost'" in done.stderr
-    missing = subprocess.run([str(talkface), "deploy", str(folder / "nowhere")],
-                             capture_output=True, text=True, timeout=120)
-    assert missing.returncode != 0 and "talkface plan -o" in missing.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,7 @@ def test_joe_speaks_a_sentence_with_phoneme_timings(joe: PiperTTS) -> None:
     assert np.sqrt(np.mean(samples**2)) > 0.05  # audible speech, not silence
     spans = speech.phonemes
     assert len(spans) > 20
-    assert all(a.end_ns <= b.start_ns + 1 for a, b in zip(spans, spans[1:]))
+    assert all(a.end_ns <= b.start_ns + 1 for a, b in itertools.pairwise(spans))
     assert spans[-1].end_ns <= speech.duration_ns + 1_000_000
     assert {"f", "b", "d"} <= {p.phoneme for p in spans}
 

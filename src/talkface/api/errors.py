@@ -16,10 +16,70 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from talkface.api.auth import RateLimited
-from talkface.errors import Overloaded, TalkfaceError
+from talkface.errors import Overloaded, RateLimited, TalkfaceError
+
+__all__ = [
+    "AvatarNotFound",
+    "ClientTooSlow",
+    "Forbidden",
+    "ModelNotFound",
+    "RateLimited",
+    "SessionNotFound",
+    "Unauthorized",
+    "WrongCredential",
+    "error_response",
+    "install_error_handlers",
+    "response_for",
+]
 
 logger = logging.getLogger(__name__)
+
+
+class Unauthorized(TalkfaceError):
+    """No credentials, wrong credentials, or an expired token."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class WrongCredential(Unauthorized):
+    """A credential that is not ours: an unknown key, a forged or malformed token (what
+    a guesser sends; a missing or expired credential is not counted as a failed login)."""
+
+
+class Forbidden(TalkfaceError):
+    """Valid credentials that do not allow this request."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class SessionNotFound(TalkfaceError):
+    """No live session with that id for this key."""
+
+    code = "session_not_found"
+    http_status = 404
+
+
+class AvatarNotFound(TalkfaceError):
+    """The avatar id is not one of this key's avatars."""
+
+    code = "avatar_not_found"
+    http_status = 404
+
+
+class ModelNotFound(TalkfaceError):
+    """No model with that id is served here."""
+
+    code = "model_not_found"
+    http_status = 404
+
+
+class ClientTooSlow(TalkfaceError):
+    """The client does not take what is sent fast enough."""
+
+    code = "client_too_slow"
+    http_status = 408
 
 
 def error_response(status: int, code: str, message: str, *,

@@ -7,7 +7,8 @@ What is measured, and where it comes from:
   render jobs call it with ``source="render"``);
 * engine batches: :meth:`ServerMetrics.observe_batch` is the runtime's
   :data:`~talkface.engines.BatchObserver` (batch size, wait before the batch, service time);
-* queue depths, live sessions and pending renders: read when scraped;
+* queue depths, live sessions, pending renders and answers per LLM route
+  (``talkface_llm_route_total``, see :mod:`talkface.llm.routing`): read when scraped;
 * HTTP requests by route template and status, and every error response by its code:
   :class:`MetricsMiddleware`.
 
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -159,6 +160,13 @@ class _GaugeCollector(Collector):
         for engine in _engines(state):
             depth.add_metric([engine.name], engine.queue_depth)
         yield depth
+        routes = CounterMetricFamily(
+            "talkface_llm_route", "Answers by who gave them: faq, small, large, or "
+            "large_fallback (sent to the large LLM, answered by the small one).",
+            labels=["route"])
+        for route, count in state.runtime.route_counts.snapshot().items():
+            routes.add_metric([route], count)
+        yield routes
         replicas = state.runtime.deployment_replicas()
         if replicas:
             family = GaugeMetricFamily("talkface_stage_replicas",

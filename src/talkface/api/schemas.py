@@ -3,15 +3,26 @@
 JSON messages over WebSocket and the WebRTC data channel carry a ``type`` discriminator
 and the protocol version ``v``. Errors have OpenAI's shape, so OpenAI clients show them
 as they would their own: ``{"error": {"message", "type", "code"}}``.
+
+Numbers in JSON are strict: ``true`` is not 1, ``"2"`` is not 2, and NaN or infinity is
+not a number (Python's JSON reader accepts ``NaN``; these models do not). Multipart form
+fields arrive as text, so form models parse numbers from text, finite ones only.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 PROTOCOL_VERSION = 1
+
+StrictInt = Annotated[int, Strict()]
+"""A JSON integer: booleans, floats and strings are refused."""
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A finite JSON number (integers too): booleans, strings, NaN and infinities are refused."""
+FormNumber = Annotated[float, Field(allow_inf_nan=False)]
+"""A finite number in a form field (text)."""
 
 
 class ErrorBody(BaseModel):
@@ -31,9 +42,10 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """``ready`` once the models are loaded; ``loading`` lists what is still loading."""
+    """``ready`` once the models are loaded; ``loading`` lists what is still loading;
+    ``draining`` while the server shuts down."""
 
-    status: Literal["ready", "loading", "failed"]
+    status: Literal["ready", "loading", "failed", "draining"]
     loading: list[str] = Field(default_factory=list)
     error: str | None = None
 
@@ -70,7 +82,7 @@ class SpeechRequest(StrictModel):
         "text's language) or a talkface voice (GET /v1/voices)",
     )
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(1.0, ge=0.25, le=4.0)
+    speed: Number = Field(1.0, ge=0.25, le=4.0)
     instructions: str | None = Field(None, max_length=4096, description="accepted, not used")
     stream_format: Literal["audio"] = "audio"
 
@@ -82,7 +94,7 @@ class TranscriptionForm(StrictModel):
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$", description="ISO-639-1 hint")
     prompt: str | None = Field(None, max_length=4096, description="accepted, not used")
     response_format: Literal["json", "text", "verbose_json"] = "json"
-    temperature: float = Field(0.0, ge=0.0, le=1.0, description="accepted, not used")
+    temperature: FormNumber = Field(0.0, ge=0.0, le=1.0, description="accepted, not used")
     timestamp_granularities: list[Literal["segment"]] = Field(default_factory=list)
     stream: bool = Field(False, description="streamed transcripts are not offered")
 
@@ -135,15 +147,17 @@ class ChatCompletionRequest(StrictModel):
     messages: list[ChatCompletionMessage] = Field(min_length=1, max_length=256)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
+    temperature: Number | None = Field(None, ge=0.0, le=2.0)
     stop: str | list[str] | None = None
-    n: int = Field(1, ge=1, le=1, description="one choice only")
-    top_p: float | None = Field(None, ge=0.0, le=1.0, description="accepted, not used")
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="accepted, not used")
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="accepted, not used")
-    seed: int | None = Field(None, description="accepted, not used")
+    n: StrictInt = Field(1, ge=1, le=1, description="one choice only")
+    top_p: Number | None = Field(None, ge=0.0, le=1.0, description="accepted, not used")
+    presence_penalty: Number | None = Field(None, ge=-2.0, le=2.0,
+                                            description="accepted, not used")
+    frequency_penalty: Number | None = Field(None, ge=-2.0, le=2.0,
+                                             description="accepted, not used")
+    seed: StrictInt | None = Field(None, description="accepted, not used")
     user: str | None = Field(None, max_length=256, description="accepted, not used")
 
     def stop_sequences(self) -> tuple[str, ...]:
@@ -229,8 +243,8 @@ class RenderRequest(StrictModel):
     voice: str | None = Field(None, max_length=200, description="default: by language")
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$", description="default: detected")
     avatar_id: str | None = Field(None, max_length=64, description="from POST /v1/avatars")
-    speed: float = Field(1.0, ge=0.5, le=2.0)
-    seed: int | None = Field(None, ge=0, lt=2**31, description="blinks and head motion")
+    speed: Number = Field(1.0, ge=0.5, le=2.0)
+    seed: StrictInt | None = Field(None, ge=0, lt=2**31, description="blinks and head motion")
 
 
 class RenderForm(StrictModel):
@@ -240,7 +254,7 @@ class RenderForm(StrictModel):
     voice: str | None = Field(None, max_length=200)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     avatar_id: str | None = Field(None, max_length=64)
-    speed: float = Field(1.0, ge=0.5, le=2.0)
+    speed: FormNumber = Field(1.0, ge=0.5, le=2.0)
     seed: int | None = Field(None, ge=0, lt=2**31)
 
 
@@ -264,6 +278,31 @@ class RenderJob(BaseModel):
 class RenderList(BaseModel):
     object: Literal["list"] = "list"
     data: list[RenderJob]
+
+
+# --- Usage and daily quotas (GET /v1/usage) --------------------------------------------
+
+
+class QuotaState(BaseModel):
+    """One daily quota of the calling key."""
+
+    used: float = Field(description="used today (UTC), in the quota's unit")
+    limit: float | None = Field(description="the daily limit; null: unlimited")
+    remaining: float | None = Field(description="what is left today; null: unlimited")
+    unit: Literal["minutes", "tokens"]
+    resets_at: float = Field(description="unix time of the reset (the next UTC midnight)")
+
+
+class UsageReport(BaseModel):
+    """The calling key's daily quotas: live_session_minutes, rendered_video_minutes,
+    llm_tokens."""
+
+    object: Literal["usage"] = "usage"
+    key_id: str = Field(description="the key's id (a hash prefix; what server.quotas.per_key "
+                        "is keyed by)")
+    day: str = Field(description="the UTC day counted, YYYY-MM-DD")
+    resets_at: float = Field(description="unix time of the next UTC midnight")
+    quotas: dict[str, QuotaState]
 
 
 # --- Avatars and voices ----------------------------------------------------------------
@@ -309,7 +348,7 @@ class LiveSessionOptions(StrictModel):
                                  description="default: detected per utterance")
     persona: str | None = Field(None, min_length=1, max_length=4000,
                                 description="system prompt; default: the server's persona")
-    seed: int | None = Field(None, ge=0, lt=2**31, description="blinks and head motion")
+    seed: StrictInt | None = Field(None, ge=0, lt=2**31, description="blinks and head motion")
 
 
 class WebRTCOffer(StrictModel):
@@ -357,7 +396,7 @@ class HelloMessage(_ClientMessage):
     """WebSocket only, first message: the microphone's format and what to send back."""
 
     type: Literal["hello"]
-    sample_rate_hz: int = Field(16_000, ge=8_000, le=48_000,
+    sample_rate_hz: StrictInt = Field(16_000, ge=8_000, le=48_000,
                                 description="rate of the s16le mono PCM in binary frames")
     output: Literal["fmp4", "jpeg"] = Field(
         "fmp4", description="fmp4: fragmented MP4 (H.264 + AAC) for MSE; jpeg: JPEG frames "
@@ -382,15 +421,15 @@ class PingMessage(_ClientMessage):
     """Clock sync: answered by ``pong`` with the server's time."""
 
     type: Literal["ping"]
-    client_time_ms: float
+    client_time_ms: Number
 
 
 class FramePresentedMessage(_ClientMessage):
     """The client showed the first frame of ``turn_id`` (for the latency readout)."""
 
     type: Literal["frame_presented"]
-    turn_id: int = Field(ge=1)
-    presented_at_ms: float = Field(description="unix ms on the server's clock (see ping)")
+    turn_id: StrictInt = Field(ge=1)
+    presented_at_ms: Number = Field(description="unix ms on the server's clock (see ping)")
 
 
 class EndMessage(_ClientMessage):
@@ -485,6 +524,12 @@ class LatencyEvent(_Event):
     prompt_tokens: int | None = Field(None, description="LLM prompt of this turn")
     evaluated_prompt_tokens: int | None = Field(
         None, description="of which evaluated (the rest was reused from the LLM's cache)")
+    route: Literal["faq", "small", "large"] | None = Field(
+        None, description="who answered: the FAQ cache (no LLM call), the small LLM or "
+        "the large LLM")
+    fallback: bool = Field(
+        False, description="the routing policy chose the large LLM, which could not be "
+        "reached, so the small one answered (route is then small)")
 
 
 class ErrorEvent(_Event):
@@ -495,6 +540,8 @@ class ErrorEvent(_Event):
     code: str
     message: str
     retryable: bool = False
+    retry_after_s: float | None = Field(None, description="with retryable: try again after "
+                                        "this many seconds (a full server, a rate limit)")
     turn_id: int | None = None
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from talkface.services.quota_settings import QuotaSettings
+
 
 class RateLimitSettings(BaseModel):
     """A token bucket per API key: ``requests_per_s`` sustained, ``burst`` at once."""
@@ -14,6 +16,18 @@ class RateLimitSettings(BaseModel):
 
     requests_per_s: float = Field(10.0, gt=0)
     burst: int = Field(40, ge=1)
+
+
+class LoginLimitSettings(BaseModel):
+    """Failed logins per client address: after ``max_failures`` wrong keys or forged
+    tokens within ``window_s``, that address gets 429 (with Retry-After) until the oldest
+    failure leaves the window; other addresses are not affected. Clients behind one proxy
+    share its address."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_failures: int = Field(20, ge=1)
+    window_s: float = Field(60.0, gt=0)
 
 
 class ServerLimitSettings(BaseModel):
@@ -38,6 +52,23 @@ class ServerLimitSettings(BaseModel):
     max_ws_message_bytes: int = Field(256 * 1024, ge=1024)
 
 
+class IdleClipSettings(BaseModel):
+    """The listening face of a silent live session, rendered once per avatar and looped.
+
+    Attributes:
+        enabled: play the shared loop (off: every session animates its own idle frames,
+            which costs several times the CPU).
+        max_clips: loops kept in memory (one per avatar, frame size, fps and output).
+        max_bytes: memory the loops may take (a 512 px loop takes about 100 MiB).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_clips: int = Field(8, ge=1)
+    max_bytes: int = Field(512 * 1024 * 1024, ge=1024 * 1024)
+
+
 class ServerSettings(BaseModel):
     """Settings of the HTTP server.
 
@@ -49,7 +80,12 @@ class ServerSettings(BaseModel):
             hashes are kept in memory.
         token_ttl_s: lifetime of a session token (what the browser page gets).
         data_dir: where render jobs and their videos are kept (default: the cache dir).
-        shutdown_grace_s: on shutdown, how long turns in progress may take to finish.
+        shutdown_grace_s: on shutdown (SIGTERM, Ctrl-C), how long live sessions may take
+            to finish the answer they are giving; new sessions are refused meanwhile.
+        public_docs: serve the interactive API docs (``/docs``, ``/redoc``) and
+            ``/openapi.json`` to anyone; off by default (they map the whole API).
+        quotas: daily quotas per API key (live minutes, video minutes, LLM tokens).
+        idle_clip: the shared looping listening face of silent live sessions.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -60,5 +96,9 @@ class ServerSettings(BaseModel):
     token_ttl_s: float = Field(3600.0, gt=0)
     data_dir: Path | None = None
     shutdown_grace_s: float = Field(10.0, ge=0)
+    public_docs: bool = False
+    login_limit: LoginLimitSettings = Field(default_factory=LoginLimitSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     limits: ServerLimitSettings = Field(default_factory=ServerLimitSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    idle_clip: IdleClipSettings = Field(default_factory=IdleClipSettings)

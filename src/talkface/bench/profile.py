@@ -277,10 +277,18 @@ def _measure_animator(settings: Settings, options: ProfileOptions, say: Progress
     while batch <= options.max_batch_size:
         samples = []
         for repeat in range(options.repeats * 2):
-            requests = [AnimationRequest(avatar_id=avatar_id, first_frame_index=frames * (repeat + i),
-                                         num_frames=frames, fps=settings.animator.fps,
-                                         audio=audio, audio_start_ns=0, seed=i)
-                        for i in range(batch)]
+            requests = [
+                AnimationRequest(
+                    avatar_id=avatar_id,
+                    first_frame_index=frames * (repeat + i),
+                    num_frames=frames,
+                    fps=settings.animator.fps,
+                    audio=audio,
+                    audio_start_ns=0,
+                    seed=i,
+                )
+                for i in range(batch)
+            ]
             samples.append(_timed_ms(lambda requests=requests: animator._animate_batch(requests)))
         points.append(ServicePoint.from_samples(batch_size=batch, work_units=frames,
                                                 samples_ms=samples))

@@ -47,7 +47,7 @@ def handle_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            return _unwrapped(command, *args, **kwargs)
         except (BadInput, ConfigError) as exc:
             fail(str(exc), EXIT_BAD_INPUT)
         except TalkfaceError as exc:
@@ -68,6 +68,23 @@ def handle_errors(command: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unwrapped(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``command``; one error out of a task group is raised as itself.
+
+    A failed task makes ``asyncio.TaskGroup`` raise an ``ExceptionGroup``; the user
+    should read the error inside it, not "unexpected ExceptionGroup".
+    """
+    try:
+        return command(*args, **kwargs)
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if error is group:
+            raise
+        raise error from group
 
 
 def click_exceptions() -> tuple[type[BaseException], ...]:

@@ -1,9 +1,9 @@
 """``talkface chat``: a conversation from a file, a line of text or a script.
 
 Spoken input is played into the conversation in real time, as a microphone would, so
-every latency in the waterfall is what a live user would see. Typed turns are answered
-back to back. The avatar's answers are recorded into one MP4, with the listening face
-filling the time between them.
+every latency in the waterfall is what a live user would see. Each line of a script
+waits for the answer to the one before, as a person would. The avatar's answers are
+recorded into one MP4, with the listening face filling the time between them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from talkface.conversation import Conversation, ConversationOptions, TurnRecord
 from talkface.engines import ModelThread
 from talkface.errors import BadInput
 from talkface.face.portrait import load_portrait
+from talkface.faq.service import load_faq
 from talkface.messages import (
     NS_PER_S,
     AudioChunk,
@@ -37,6 +38,7 @@ from talkface.messages import (
 )
 from talkface.output.mp4 import MP4Writer, check_output_path
 from talkface.runtime import Runtime
+from talkface.text.policy import check_language, check_text, choose_voice
 from talkface.trace import STAGES
 
 FEED_CHUNK_MS = 32
@@ -89,7 +91,9 @@ def read_script(path: Path) -> tuple[ScriptTurn, ...]:
         if line.startswith("@"):
             audio = (path.parent / line[1:].strip()).resolve()
             if not audio.is_file():
-                raise BadInput(f"script {path.name} line {number}: audio file {audio} does not exist")
+                raise BadInput(
+                    f"script {path.name} line {number}: audio file {audio} does not exist"
+                )
             turns.append(ScriptTurn(audio=audio))
         else:
             turns.append(ScriptTurn(text=line))
@@ -108,8 +112,14 @@ class _Recorder:
     writer: MP4Writer | None
     encoder: ModelThread
     quiet: bool
-    turn_ended: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
-    replies: dict[int, str] = field(default_factory=dict)
+    last_ended: int = 0  # the highest turn id whose end was played
+    _ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_ended(self, turn_id: int) -> None:
+        """Wait until turn ``turn_id`` (or a later one) has ended and been played."""
+        while self.last_ended < turn_id:
+            self._ended.clear()
+            await self._ended.wait()
 
     async def run(self) -> None:
         async for message in self.conversation.messages():
@@ -129,7 +139,8 @@ class _Recorder:
                     said = message.spoken_text or "(nothing)"
                     mark = " [dim](interrupted)[/]" if message.interrupted else ""
                     out_console.print(f"[bold]avatar:[/] {said}{mark}", soft_wrap=True)
-                await self.turn_ended.put(message.turn_id)
+                self.last_ended = max(self.last_ended, message.turn_id)
+                self._ended.set()
 
     async def _write(self, message: SpeechAudio | VideoFrame) -> None:
         writer = self.writer
@@ -170,7 +181,11 @@ async def _feed_audio(conversation: Conversation, path: Path, clock: MonotonicCl
 
 async def _drive(conversation: Conversation, recorder: _Recorder, turns: tuple[ScriptTurn, ...],
                  clock: MonotonicClock, settings: Settings) -> None:
-    """Give the conversation its input, one turn after another."""
+    """Give the conversation its input, one turn after another.
+
+    Each line waits until the answer to the one before has been made and played: a
+    line spoken over the answer would interrupt it.
+    """
     origin_ns = clock.now_ns()
     input_ns = 0
     for turn in turns:
@@ -182,12 +197,23 @@ async def _drive(conversation: Conversation, recorder: _Recorder, turns: tuple[S
         else:
             assert turn.text is not None
             await conversation.send_text(turn.text)
-            await recorder.turn_ended.get()
+        answered = await conversation.wait_for_answer()
+        if answered is not None:
+            await recorder.wait_ended(answered)
     await conversation.end_input()
 
 
 async def run_chat(options: ChatOptions, settings: Settings) -> list[TurnRecord]:
-    """Hold the conversation and record it; returns the turns' records."""
+    """Hold the conversation and record it; returns the turns' records.
+
+    Raises:
+        BadInput: an empty or too long message, an unsupported language, a bad audio
+            file (all found before any model loads).
+    """
+    check_language(options.language)
+    for turn in options.turns:
+        if turn.text is not None:
+            check_text(turn.text, limit_chars=settings.limits.max_text_chars)
     output = check_output_path(options.output) if options.output else None
     spoken = any(turn.audio is not None for turn in options.turns)
     for turn in options.turns:
@@ -195,6 +221,10 @@ async def run_chat(options: ChatOptions, settings: Settings) -> list[TurnRecord]
             await asyncio.to_thread(load_audio_file, turn.audio)  # refuse bad files up front
     clock = MonotonicClock()
     async with Runtime(settings) as runtime:
+        if options.language is None:
+            voice = runtime.resolve_voice(options.voice, "en")
+        else:
+            voice = choose_voice(runtime.resolve_voice, options.voice, options.language)
         started = time.perf_counter()
         status = None if options.quiet else err_console.status("loading models")
         if status is not None:
@@ -204,7 +234,8 @@ async def run_chat(options: ChatOptions, settings: Settings) -> list[TurnRecord]
                 await runtime.vad()
                 await runtime.asr_engine()
             await runtime.llm_engine()
-            await runtime.warm_up(voices=(runtime.resolve_voice(options.voice, options.language or "en"),))
+            await load_faq(settings.faq)  # the FAQ embedder and the FAQ, once
+            await runtime.warm_up(voices=(voice,))
             avatar_id = None
             if options.portrait is not None:
                 avatar_id = await runtime.prepare_avatar(load_portrait(options.portrait))
@@ -226,7 +257,9 @@ async def run_chat(options: ChatOptions, settings: Settings) -> list[TurnRecord]
                 recorder = _Recorder(conversation, writer, encoder, options.quiet)
                 async with asyncio.TaskGroup() as group:
                     group.create_task(recorder.run())
-                    group.create_task(_drive(conversation, recorder, options.turns, clock, settings))
+                    group.create_task(
+                        _drive(conversation, recorder, options.turns, clock, settings)
+                    )
             if writer is not None:
                 if writer.frames_written == 0:
                     writer.abort()
@@ -255,9 +288,12 @@ def trace_document(turns: list[TurnRecord]) -> dict[str, object]:
                 "turn": turn.turn_id,
                 "source": turn.source,
                 "transcript": turn.transcript,
+                "language": turn.language,
                 "reply": turn.spoken if turn.interrupted else turn.reply,
                 "interrupted": turn.interrupted,
                 "error": turn.error,
+                "route": turn.route,
+                "fallback": turn.fallback,
                 "latency_ms": turn.trace.as_dict(),
             }
             for turn in turns

@@ -37,13 +37,13 @@ def run_deploy(plan: Path, *, ray_address: str, timeout_s: float, check_only: bo
     from talkface.serving.deploy import check_serve_config
 
     config = read_serve_config(plan)
-    check_serve_config(config)
+    schema = check_serve_config(config)
     names = [a["name"] for a in config["applications"]]  # type: ignore[index]
     out_console.print(f"config ok: {', '.join(names)}")
     if check_only:
         return
     _ray.connect(ray_address)
-    _ray.deploy_config(config)
+    _ray.deploy_config(schema)
     out_console.print(f"submitted to the Ray cluster at {ray_address}; waiting for replicas")
     deadline = time.monotonic() + timeout_s
     last = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from talkface.errors import BackendUnavailable, BadInput
 from talkface.output.mp4 import check_output_path
@@ -38,14 +39,30 @@ def draw_waterfall(trace: Path, output: Path) -> None:
     """Draw each turn as a row of stage markers on a shared millisecond axis."""
     turns = read_trace(trace)
     check_output_path(output)
+    plt = _pyplot()
+    figure = waterfall_figure(turns)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise BackendUnavailable("drawing reports needs matplotlib; run: pip install matplotlib") from exc
-    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.45 * len(turns)))
+        raise BackendUnavailable(
+            "drawing reports needs matplotlib; run: pip install matplotlib"
+        ) from exc
+    return plt
+
+
+def waterfall_figure(turns: list[dict[str, object]]) -> Any:
+    """The waterfall of ``turns`` (as :func:`read_trace` returns them): a matplotlib figure."""
+    plt = _pyplot()
+    # Constrained layout makes room for the legend under the axes, off the bars.
+    figure, axes = plt.subplots(figsize=(10, 1.9 + 0.45 * len(turns)), layout="constrained")
     labels = []
     for row, turn in enumerate(turns):
         latency = {k: float(v) for k, v in turn["latency_ms"].items()}  # type: ignore[union-attr]
@@ -64,8 +81,6 @@ def draw_waterfall(trace: Path, output: Path) -> None:
     axes.invert_yaxis()
     axes.set_xlabel("ms after the end of the user's speech (or message)")
     axes.axvline(1000, color="grey", linestyle="--", linewidth=1)
-    axes.legend(loc="lower right", fontsize="small", ncols=3)
+    figure.legend(loc="outside lower center", fontsize="small", ncols=4, frameon=False)
     axes.set_title("talkface: per-turn latency waterfall")
-    figure.tight_layout()
-    figure.savefig(output, dpi=120)
-    plt.close(figure)
+    return figure

@@ -14,12 +14,13 @@ from talkface.commands._common import err_console, out_console, stderr_is_termin
 from talkface.config import load_settings
 from talkface.engines import ModelThread
 from talkface.errors import BadInput
+from talkface.face.base import Framing
 from talkface.face.portrait import load_portrait
 from talkface.messages import SpeechAudio, VideoFrame
 from talkface.output.mp4 import MP4Writer, WrittenVideo, check_output_path
 from talkface.runtime import Runtime
 from talkface.session import Session, SessionOptions
-from talkface.text.language import detect_language
+from talkface.text.policy import choose_voice, speech_text
 from talkface.text.sentences import split_sentences
 
 MAX_STDIN_BYTES = 1_000_000
@@ -63,6 +64,17 @@ class SayResult:
         )
 
 
+def animator_overrides(*, size_px: int | None = None,
+                       framing: Framing | None = None) -> dict[str, object]:
+    """Settings overrides for the animator options that ``say`` and ``chat`` take."""
+    animator: dict[str, object] = {}
+    if size_px is not None:
+        animator["size_px"] = size_px
+    if framing is not None:
+        animator["framing"] = Framing(framing)
+    return {"animator": animator} if animator else {}
+
+
 def read_text_argument(text: str) -> str:
     """The text to say; ``-`` reads it from standard input."""
     if text != "-":
@@ -90,9 +102,10 @@ async def render_say(options: SayOptions, *, config_file: Path | None = None,
             seed=options.seed,
         ))
         text = session.check_text(options.text)
-        language = options.language or detect_language(text)
-        voice = runtime.resolve_voice(options.voice, language)
-        runtime.check_voice_language(voice, language)
+        # The same policy as every other entry point: language, tag, voice (text/policy.py).
+        language = speech_text(text, language=options.language,
+                               limit_chars=settings.limits.max_text_chars).language
+        voice = choose_voice(runtime.resolve_voice, options.voice, language)
         image = load_portrait(options.portrait) if options.portrait else None
         with _status(options.quiet, "loading models"):
             await runtime.warm_up(voices=(voice,))
@@ -113,9 +126,13 @@ async def _render(session: Session, text: str, language: str, output: Path,
                        settings=settings.output)
     total_sentences = len(split_sentences(text, language))
     progress = Progress(
-        TextColumn("[bold]speaking"), BarColumn(), TextColumn("{task.completed}/{task.total} sentences"),
-        TextColumn("{task.fields[seconds]:.1f} s of video"), TimeElapsedColumn(),
-        console=err_console, transient=True,
+        TextColumn("[bold]speaking"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} sentences"),
+        TextColumn("{task.fields[seconds]:.1f} s of video"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
         disable=options.quiet or not stderr_is_terminal(),
     )
     started = time.perf_counter()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import signal
 from pathlib import Path
+from typing import Any
 
 from talkface.api.auth import KeyRing, TokenSigner, generate_api_key
 from talkface.commands._common import out_console
 from talkface.config import Settings, load_settings
 from talkface.errors import ConfigError
+from talkface.faq.base import load_faq_file
 
 _KEYS_ENV = "TALKFACE_API_KEYS"
 _SECRET_ENV = "TALKFACE_TOKEN_SECRET"
@@ -37,7 +40,8 @@ def create_app_from_env():  # type: ignore[no-untyped-def]
 
 def run_serve(*, host: str | None, port: int | None, workers: int,
               config_file: Path | None, engines: str | None = None,
-              ray_address: str | None = None) -> None:
+              ray_address: str | None = None, faq: Path | None = None,
+              routing: dict[str, str] | None = None) -> None:
     """Start the server; prints its URL, the API key it generated (if any) and a page URL."""
     import uvicorn
 
@@ -46,6 +50,11 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
         os.environ["TALKFACE_SERVING__ENGINES"] = engines
     if ray_address is not None:
         os.environ["TALKFACE_SERVING__RAY_ADDRESS"] = ray_address
+    if faq is not None:
+        load_faq_file(faq)  # a bad file fails now, not at the first question
+        os.environ["TALKFACE_FAQ__FILE"] = str(faq.resolve())
+    for key, value in (routing or {}).items():  # --llm-large-url, --llm-large-model
+        os.environ[f"TALKFACE_ROUTING__{key.upper()}"] = value
     keys = api_keys_from_env()
     generated = None
     if not keys:
@@ -97,11 +106,32 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
         port=server.port,
         workers=workers,
         log_level="info",
+        log_config=log_config(),
+        # Live sessions are drained before uvicorn closes connections (talkface.api.shutdown);
+        # this bounds what is left after that (HTTP requests in flight).
         timeout_graceful_shutdown=int(server.shutdown_grace_s) + 5,
         # The WebSocket carries JPEG, fMP4 and PCM: deflate would spend CPU on both ends
         # (measured: ~7 % of a live session's server CPU) to shrink nothing.
         ws_per_message_deflate=False,
     )
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus talkface's own records at INFO (render attempts, session
+    ends, shutdown), one ``key=value`` line each. Records carry ids, codes and reasons the
+    server wrote, never what a user said or the avatar answered."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["talkface"] = {
+        "format": "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    }
+    config["handlers"]["talkface"] = {
+        "class": "logging.StreamHandler", "formatter": "talkface", "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["talkface"] = {"handlers": ["talkface"], "level": "INFO",
+                                     "propagate": False}
+    return config
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

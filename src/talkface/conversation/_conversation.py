@@ -18,8 +18,11 @@ The loop, per utterance:
    (often its first frames are already made). If the user goes on instead, the
    speculative reply is cancelled and the next pause starts a new one.
 
-A typed message starts a turn at once. Errors become :class:`Error` messages and the
-conversation goes on.
+A typed message starts a turn at once. A turn ends with one :class:`EndOfTurn`,
+``interrupted`` when it was cut: an end still waiting in the outbox when the listener
+cuts in is replaced by the interrupted one (a player that reads ends ahead of its media,
+as :class:`~talkface.api.realtime.media.AvatarMedia` does, keeps only the interrupted
+one). Errors become :class:`Error` messages and the conversation goes on.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from talkface.clock import Clock, MonotonicClock
 from talkface.conversation._hearing import Hearing
 from talkface.conversation._turns import ActiveTurn, TurnRecord, heard_text, same_audio
 from talkface.engines import Engine
-from talkface.errors import BackendError, BadInput, PayloadTooLarge, TalkfaceError
+from talkface.errors import BackendError, TalkfaceError
 from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, frame_pts_ns
+from talkface.faq.service import answer_from_faq
 from talkface.llm.memory import ConversationMemory
+from talkface.llm.routing import route_answer
 from talkface.messages import (
     NS_PER_S,
     AudioChunk,
@@ -53,10 +58,11 @@ from talkface.messages import (
 )
 from talkface.output.playout import Playout
 from talkface.output.queue import OutputQueue
-from talkface.pipeline.reply import ReplyText, reply_sentences
+from talkface.pipeline.reply import ReplyText, reply_sentences, with_language_hint
 from talkface.pipeline.speak import SpeakContext, speak_turn
 from talkface.runtime import Runtime
 from talkface.text.language import detect_language
+from talkface.text.policy import check_language, check_text, choose_voice
 from talkface.trace import TurnTrace
 from talkface.tts.base import SynthesisRequest, VoiceInfo
 from talkface.vad.endpoint import (
@@ -80,7 +86,7 @@ class ConversationOptions:
 
     Attributes:
         voice: voice name (None: the default voice of each sentence's language).
-        language: "en", "zh"... (None: detected per utterance and per sentence).
+        language: "en" or "zh" (None: detected per utterance and per sentence).
         avatar_id: a prepared avatar (None: the default portrait).
         speed: speaking rate.
         seed: seeds blinks and head motion (None: random).
@@ -97,10 +103,18 @@ class ConversationOptions:
     persona: str | None = None
     live: bool = True
 
+    def __post_init__(self) -> None:
+        check_language(self.language)
+
 
 @dataclass(frozen=True, slots=True)
 class _Text:
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitForAnswer:
+    done: asyncio.Future[ActiveTurn | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +156,9 @@ class Conversation:
         self.seed = self.options.seed if self.options.seed is not None else random.getrandbits(31)
         self.turns: list[TurnRecord] = []
         self._outbox = OutputQueue()
-        self._inbox: asyncio.Queue[AudioChunk | _Text | _Interrupt | _EndOfInput] = (
-            asyncio.Queue(_INBOX_SIZE)
-        )
+        self._inbox: asyncio.Queue[
+            AudioChunk | _Text | _Interrupt | _WaitForAnswer | _EndOfInput
+        ] = asyncio.Queue(_INBOX_SIZE)
         self._memory: ConversationMemory | None = None
         self._hearing = Hearing(self.runtime, language=self.options.language, clock=self.clock,
                                 publish=self._outbox.put)
@@ -211,6 +225,28 @@ class Conversation:
         """No more input will come; the outbox ends after the last answer."""
         await self._inbox.put(_EndOfInput())
 
+    async def wait_for_answer(self) -> int | None:
+        """Wait until the input sent so far is handled and the answer to it is made.
+
+        A script waits here before its next line, as a person waits for the answer
+        instead of talking over it.
+
+        Returns:
+            The turn that answered it (its :class:`EndOfTurn` is in the outbox), or None
+            when nothing needed an answer (no speech was heard).
+        """
+        done: asyncio.Future[ActiveTurn | None] = asyncio.get_running_loop().create_future()
+        await self._inbox.put(_WaitForAnswer(done))
+        if self._input_task is None:
+            return None
+        await asyncio.wait([done, self._input_task], return_when=asyncio.FIRST_COMPLETED)
+        turn = done.result() if done.done() else None
+        if turn is None:
+            return None
+        if turn.task is not None:
+            await asyncio.wait([turn.task])
+        return turn.record.turn_id if turn.ended else None
+
     async def finished(self) -> None:
         """Wait until the input has ended and the last answer is made."""
         if self._input_task is not None:
@@ -221,12 +257,8 @@ class Conversation:
         return self._outbox.__aiter__()
 
     def check_text(self, text: str) -> str:
-        limit = self.runtime.settings.limits.max_text_chars
-        if len(text) > limit:
-            raise PayloadTooLarge(f"message is {len(text)} characters; the limit is {limit}")
-        if not text.strip() or not any(ch.isalnum() for ch in text):
-            raise BadInput("the message is empty")
-        return text.strip()
+        """A typed message stripped, or a clear error (empty, too long)."""
+        return check_text(text, limit_chars=self.runtime.settings.limits.max_text_chars)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -241,6 +273,9 @@ class Conversation:
                     self._start_turn(self._new_record("text"), text=item.text)
                 elif isinstance(item, _Interrupt):
                     await self._barge_in(item.reason)
+                elif isinstance(item, _WaitForAnswer):
+                    if not item.done.done():
+                        item.done.set_result(self._turn)
                 else:
                     await self._on_end_of_input()
                     return
@@ -331,6 +366,7 @@ class Conversation:
         turn = ActiveTurn(record=record, utterance=utterance)
         if text is not None:
             record.transcript = text
+            record.language = self.options.language or detect_language(text)
             turn.confirmed.set()
             self._turn = turn
         turn.task = asyncio.create_task(self._run_turn(turn, text), name=f"turn-{record.turn_id}")
@@ -371,7 +407,7 @@ class Conversation:
             record.error = str(exc)
             if turn.confirmed.is_set():
                 await self._report(exc, record.turn_id)
-                await self._outbox.put(EndOfTurn(turn_id=record.turn_id, interrupted=True))
+                await self._end_turn(turn, interrupted=True)
 
     async def _final_transcript(self, turn: ActiveTurn) -> str | None:
         record = turn.record
@@ -386,6 +422,7 @@ class Conversation:
         await self._outbox.put(dataclasses.replace(transcript, turn_id=record.turn_id,
                                                    is_final=True))
         record.transcript = transcript.text
+        record.language = transcript.language
         if not transcript.text.strip():
             record.error = "no words recognised"
             await self._outbox.put(Error(
@@ -394,7 +431,7 @@ class Conversation:
                 "please say that again",
                 turn_id=record.turn_id,
             ))
-            await self._outbox.put(EndOfTurn(turn_id=record.turn_id))
+            await self._end_turn(turn)
             return None
         return transcript.text
 
@@ -403,8 +440,15 @@ class Conversation:
         runtime = self.runtime
         settings = runtime.settings
         assert self._memory is not None
-        messages = self._memory.prompt(text)
-        llm = await runtime.llm_engine()
+        # A FAQ hit is recited along the reply path below, with no LLM call.
+        faq = await answer_from_faq(settings.faq, text)
+        routed = await route_answer(runtime, text, faq.answer if faq else None)
+        record.route = routed.route
+        messages = with_language_hint(
+            self._memory.prompt(text),
+            self.options.language or record.language or detect_language(text),
+        )
+        llm = routed.as_engine()
         reply = ReplyText()
         language = self.options.language
         if self.options.voice is None and language is None:
@@ -441,14 +485,24 @@ class Conversation:
             )
         finally:
             record.reply = reply.text.strip()
+            record.route, record.fallback = routed.route, routed.fallback
             if reply.stats is not None:
                 record.prompt_tokens = reply.stats.prompt_tokens
                 record.evaluated_prompt_tokens = reply.stats.evaluated_prompt_tokens
         self._next_frame_index = spoken.end_frame_index
-        record.spoken = record.reply
+        # What was said is the sentences as spoken (emotion tags off); the memory keeps
+        # the reply as generated, so the next turn's prompt starts with the tokens the
+        # LLM's cache holds.
+        record.spoken = spoken.spoken_text
         self._memory.record(text, record.reply)
         turn.recorded = True
-        await self._outbox.put(EndOfTurn(turn_id=record.turn_id, spoken_text=record.reply))
+        await self._end_turn(turn, spoken_text=record.spoken)
+
+    async def _end_turn(self, turn: ActiveTurn, *, interrupted: bool = False,
+                        spoken_text: str = "") -> None:
+        turn.ended = True
+        await self._outbox.put(EndOfTurn(turn_id=turn.record.turn_id, interrupted=interrupted,
+                                         spoken_text=spoken_text))
 
     def _first_frame_index(self) -> int:
         if self.options.live:
@@ -460,9 +514,12 @@ class Conversation:
             return 0
         return self._next_frame_index + _TURN_GAP_FRAMES
 
-    async def _voice_for(self, sentence: Sentence) -> tuple[VoiceInfo, Engine[SynthesisRequest, SpeechAudio]]:
+    async def _voice_for(
+        self, sentence: Sentence
+    ) -> tuple[VoiceInfo, Engine[SynthesisRequest, SpeechAudio]]:
         language = self.options.language or sentence.language or detect_language(sentence.text)
-        voice = self.runtime.resolve_voice(self.options.voice, language)
+        # The same check as `talkface say`: a voice never reads a language it cannot speak.
+        voice = choose_voice(self.runtime.resolve_voice, self.options.voice, language)
         return voice, await self.runtime.tts_engine(voice)
 
     # --- barge-in --------------------------------------------------------------------------
@@ -481,6 +538,8 @@ class Conversation:
         if not making and not playing:
             return
         self.playout.cut(record.turn_id)
+        # Its media not yet delivered goes, and so does its end if that still waits in
+        # the outbox: the turn's one EndOfTurn is the interrupted one below.
         self._outbox.drop_turn(record.turn_id)
         await self._outbox.put(Interrupt(turn_id=record.turn_id, reason=reason))
         if reason == "barge_in":
@@ -491,8 +550,7 @@ class Conversation:
             await asyncio.wait([turn.task])
         record.spoken = heard_text(turn.speech, heard_ns)
         record.interrupted = True
-        await self._outbox.put(EndOfTurn(turn_id=record.turn_id, interrupted=True,
-                                         spoken_text=record.spoken))
+        await self._end_turn(turn, interrupted=True, spoken_text=record.spoken)
         if self._memory is not None and record.transcript:
             if turn.recorded:
                 self._memory.amend_last(record.spoken, interrupted=True)
@@ -510,9 +568,9 @@ class Conversation:
             await asyncio.wait([turn.task])
 
     async def _report(self, error: TalkfaceError, turn_id: int) -> None:
-        retryable = bool(getattr(error, "retryable", False))
-        await self._outbox.put(Error(code=error.code, message=str(error), retryable=retryable,
-                                     turn_id=turn_id))
+        await self._outbox.put(Error(code=error.code, message=str(error),
+                                     retryable=error.retryable,
+                                     retry_after_s=error.retry_after_s, turn_id=turn_id))
 
     # --- idle video ----------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ class TurnRecord:
     source: Literal["speech", "text"]
     trace: TurnTrace
     transcript: str = ""
+    language: str | None = None
+    """The user's language: as the ASR heard it (speech) or detected from the words (text)."""
     reply: str = ""
     spoken: str = ""
     interrupted: bool = False
@@ -29,6 +31,12 @@ class TurnRecord:
     """Input time of the end of the chunk whose speech cut this turn off (barge-in)."""
     interrupting_onset_ns: int | None = None
     """Where the VAD placed the start of that speech."""
+    route: Literal["faq", "small", "large"] | None = None
+    """Who answered: the FAQ cache, the small (embedded) LLM or the large LLM server;
+    None before answering."""
+    fallback: bool = False
+    """The policy sent the question to the large LLM, which could not be reached, so the
+    small one answered (``route`` is then "small")."""
 
 
 @dataclass(eq=False)
@@ -42,6 +50,7 @@ class ActiveTurn:
     held: list[Message] = field(default_factory=list)
     speech: list[SpeechAudio] = field(default_factory=list)
     recorded: bool = False  # the answer is in the conversation memory
+    ended: bool = False  # its EndOfTurn is sent (one per turn)
 
 
 def same_audio(a: Utterance, b: Utterance) -> bool:

@@ -1,7 +1,12 @@
 """Avatar preparation: once per portrait, find the face, frame it, and mark its landmarks.
 
-The result is cached in memory and on disk, keyed by a hash of the portrait's pixels and
-the output size, so a portrait is prepared once per machine however often it is used.
+This is the one place where a portrait is framed: every frame of every session, ``say``,
+``chat`` and render job shows the square crop chosen here (see :class:`Framing`). The
+crop is fixed for the avatar's life; head motion moves the head inside it.
+
+The result is cached in memory and on disk, keyed by a hash of the portrait's pixels,
+the output size and the framing, so a portrait is prepared once per machine however
+often it is used.
 """
 
 from __future__ import annotations
@@ -19,17 +24,23 @@ import cv2
 import numpy as np
 
 from talkface.errors import BadInput
+from talkface.face.base import Framing
 from talkface.face.detect import FaceDetection, detect_faces
 from talkface.face.landmarks import FaceROI, face_mesh
 
 logger = logging.getLogger(__name__)
 
-PREPARATION_VERSION = 1  # bump when the cached data would change
+PREPARATION_VERSION = 2  # bump when the cached data would change
 MIN_FACE_WIDTH_PX = 64
 # A second face this large (relative to the main one) makes the portrait ambiguous.
 SECOND_FACE_RATIO = 0.4
-MIN_FACE_FRACTION = 0.20  # the face spans at least this fraction of the framed width
-FACE_CENTRE_HEIGHT = 0.40  # the face centre sits this far down the framed picture
+MIN_FACE_FRACTION = 0.20  # "full": the face spans at least this fraction of the width
+FACE_CENTRE_HEIGHT = 0.40  # "full": the face centre sits this far down the picture
+# For "face" and "bust": the fraction of the frame's height that the detected face box
+# (brows to chin) fills, and how far down the frame its centre sits. A face box of 0.42
+# is a head-and-shoulders shot with room above the hair for the head to sway.
+FACE_BOX_HEIGHT = {Framing.FACE: 0.60, Framing.BUST: 0.42}
+FACE_BOX_CENTRE = {Framing.FACE: 0.47, Framing.BUST: 0.46}
 _DETECT_MAX_SIDE_PX = 1024
 
 
@@ -38,8 +49,8 @@ class PreparedAvatar:
     """A framed portrait and its landmarks, ready to be animated.
 
     Attributes:
-        avatar_id: stable key (hash of pixels, size and preparation version).
-        image: size_px x size_px x 3 uint8 RGB, the face framed head-and-shoulders.
+        avatar_id: stable key (hash of pixels, size, framing and preparation version).
+        image: size_px x size_px x 3 uint8 RGB, the face framed as asked.
         landmarks: 468x3 float32 landmarks in ``image`` pixels.
     """
 
@@ -52,17 +63,21 @@ class PreparedAvatar:
         return int(self.image.shape[0])
 
 
-def avatar_key(image: np.ndarray, size_px: int) -> str:
-    """The cache key of ``image`` prepared at ``size_px``."""
+def avatar_key(image: np.ndarray, size_px: int, framing: Framing = Framing.BUST) -> str:
+    """The cache key of ``image`` prepared at ``size_px`` with ``framing``."""
     digest = hashlib.sha256()
-    digest.update(f"v{PREPARATION_VERSION}:{size_px}:{image.shape}".encode())
+    digest.update(f"v{PREPARATION_VERSION}:{size_px}:{Framing(framing).value}:{image.shape}".encode())
     digest.update(np.ascontiguousarray(image).data)
     return digest.hexdigest()[:32]
 
 
 def _main_face(image: np.ndarray) -> FaceDetection:
     scale = min(1.0, _DETECT_MAX_SIDE_PX / max(image.shape[:2]))
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    small = (
+        cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if scale < 1
+        else image
+    )
     faces = detect_faces(small)
     if not faces:
         raise BadInput(
@@ -90,30 +105,56 @@ def _main_face(image: np.ndarray) -> FaceDetection:
     return main
 
 
-def _framing(image: np.ndarray, face: FaceDetection) -> tuple[float, float, float]:
-    """The square crop (x0, y0, side) that frames the face head-and-shoulders."""
-    height, width = image.shape[:2]
-    side = min(height, width, face.width_px / MIN_FACE_FRACTION)
+def frame_face(image_shape: tuple[int, ...], face: FaceDetection,
+               framing: Framing) -> tuple[int, int, int]:
+    """The square crop (x0, y0, side), in whole pixels of the portrait, that frames ``face``.
+
+    The crop stays inside the portrait: a face near its edge is framed off-centre rather
+    than beside invented pixels, and a portrait too small for the framing is shown whole
+    across its shorter side.
+    """
+    height, width = image_shape[:2]
     centre_x = (face.box[0] + face.box[2]) / 2
     centre_y = (face.box[1] + face.box[3]) / 2
-    x0 = float(np.clip(centre_x - side / 2, 0, width - side))
-    y0 = float(np.clip(centre_y - FACE_CENTRE_HEIGHT * side, 0, height - side))
-    return x0, y0, float(side)
+    if framing == Framing.FULL:
+        side = min(height, width, face.width_px / MIN_FACE_FRACTION)
+        top = centre_y - FACE_CENTRE_HEIGHT * side
+    else:
+        side = min(height, width, face.height_px / FACE_BOX_HEIGHT[framing])
+        top = centre_y - FACE_BOX_CENTRE[framing] * side
+    side_px = max(1, round(side))
+    x0 = int(np.clip(round(centre_x - side_px / 2), 0, width - side_px))
+    y0 = int(np.clip(round(top), 0, height - side_px))
+    return x0, y0, side_px
 
 
-def prepare_avatar(image: np.ndarray, size_px: int) -> PreparedAvatar:
+def _crop_and_scale(image: np.ndarray, crop: tuple[int, int, int], size_px: int) -> np.ndarray:
+    x0, y0, side = crop
+    square = image[y0 : y0 + side, x0 : x0 + side]
+    if side == size_px:
+        return np.ascontiguousarray(square)
+    if side > size_px:
+        return cv2.resize(square, (size_px, size_px), interpolation=cv2.INTER_AREA)
+    # Enlarging a small crop: Lanczos keeps edges clean where nearest or bilinear would
+    # look blocky or soft, and a light unsharp mask gives back some of the lost detail.
+    enlarged = cv2.resize(square, (size_px, size_px), interpolation=cv2.INTER_LANCZOS4)
+    sigma = 0.5 * size_px / side
+    blurred = cv2.GaussianBlur(enlarged, (0, 0), sigma)
+    return cv2.addWeighted(enlarged, 1.35, blurred, -0.35, 0)
+
+
+def prepare_avatar(image: np.ndarray, size_px: int,
+                   framing: Framing = Framing.BUST) -> PreparedAvatar:
     """Find the one face in ``image``, frame it at ``size_px`` square, mark its landmarks.
 
     Raises:
         BadInput: no face, several faces, a face too small, or landmarks not found.
     """
     face = _main_face(image)
-    x0, y0, side = _framing(image, face)
+    crop = frame_face(image.shape, face, Framing(framing))
+    x0, y0, side = crop
     scale = size_px / side
-    matrix = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float64)
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    framed = cv2.warpAffine(image, matrix, (size_px, size_px), flags=interpolation,
-                            borderMode=cv2.BORDER_REPLICATE)
+    framed = _crop_and_scale(image, crop, size_px)
     moved = FaceDetection(
         box=(
             (face.box[0] - x0) * scale,
@@ -131,7 +172,7 @@ def prepare_avatar(image: np.ndarray, size_px: int) -> PreparedAvatar:
             "its eyes, nose and mouth); use a sharp, well-lit, front-facing photo"
         )
     return PreparedAvatar(
-        avatar_id=avatar_key(image, size_px), image=framed, landmarks=landmarks.points
+        avatar_id=avatar_key(image, size_px, framing), image=framed, landmarks=landmarks.points
     )
 
 
@@ -166,11 +207,12 @@ class AvatarStore:
             self._remember(avatar)
         return avatar
 
-    def prepare(self, image: np.ndarray, size_px: int) -> PreparedAvatar:
+    def prepare(self, image: np.ndarray, size_px: int,
+                framing: Framing = Framing.BUST) -> PreparedAvatar:
         """The prepared avatar for ``image``, preparing and caching it on first use."""
-        avatar = self.get(avatar_key(image, size_px))
+        avatar = self.get(avatar_key(image, size_px, framing))
         if avatar is None:
-            avatar = prepare_avatar(image, size_px)
+            avatar = prepare_avatar(image, size_px, framing)
             self._write(avatar)
             self._remember(avatar)
         return avatar

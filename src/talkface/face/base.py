@@ -12,27 +12,43 @@ and add one line to :data:`talkface.face.registry.ANIMATOR_BACKENDS`.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from talkface.engines import BatchingOptions, BatchingSettings, ModelThread
+from talkface.engines import BatchingSettings, ModelThread, StageSettings
 from talkface.messages import NS_PER_S, Emotion, PhonemeSpan
 
 AUDIO_RATE_HZ = 16_000
 """Sample rate of the audio in :class:`AnimationRequest`."""
 
 
-class AnimatorSettings(BaseModel):
+class Framing(enum.StrEnum):
+    """How much of the portrait the video shows around the face.
+
+    ``face``: a close-up, the face about three fifths of the frame's height; ``bust``
+    (the default): head and shoulders, the face about two fifths of it; ``full``: as much
+    of the photo as fits in the square frame (the face at least a fifth of its width).
+    """
+
+    FACE = "face"
+    BUST = "bust"
+    FULL = "full"
+
+
+class AnimatorSettings(StageSettings):
     """Settings of the animator stage.
 
     Attributes:
         backend: registry name ("landmark-warp").
         size_px: output frames are size_px x size_px.
+        framing: how closely the frames frame the face (see :class:`Framing`); chosen
+            once when a portrait is prepared.
         fps: frames per second.
         head_motion: scale of idle and speaking head motion (0 keeps the head still).
         blinks_per_min: mean blink rate.
@@ -41,22 +57,19 @@ class AnimatorSettings(BaseModel):
             ``~/.cache/talkface``).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     backend: str = "landmark-warp"
     size_px: int = Field(512, ge=128, le=2048)
+    framing: Framing = Framing.BUST
     fps: int = Field(25, ge=5, le=60)
     head_motion: float = Field(1.0, ge=0.0, le=3.0)
     blinks_per_min: float = Field(14.0, ge=0.0, le=60.0)
     timeout_s: float = Field(30.0, gt=0)
     cache_dir: Path | None = None
     batching: BatchingSettings = Field(
-        default_factory=lambda: BatchingSettings(max_batch_size=8, max_wait_ms=2.0, max_queue_size=256)
+        default_factory=lambda: BatchingSettings(
+            max_batch_size=8, max_wait_ms=2.0, max_queue_size=256
+        )
     )
-
-    def batching_options(self) -> BatchingOptions:
-        """The engine limits for these settings."""
-        return self.batching.options(timeout_s=self.timeout_s * 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -55,7 +55,7 @@ class LandmarkWarpAnimator(AnimatorBackend):
         return cls(settings, AvatarStore(settings.cache_dir or default_cache_dir()))
 
     def _prepare_avatar(self, image: np.ndarray) -> str:
-        avatar = self._store.prepare(image, self.settings.size_px)
+        avatar = self._store.prepare(image, self.settings.size_px, self.settings.framing)
         self._rig(avatar.avatar_id)
         return avatar.avatar_id
 
@@ -81,7 +81,9 @@ class LandmarkWarpAnimator(AnimatorBackend):
     def _animate(self, request: AnimationRequest) -> list[np.ndarray]:
         rig = self._rig(request.avatar_id)
         settings = self.settings
-        indices = np.arange(request.first_frame_index, request.first_frame_index + request.num_frames)
+        indices = np.arange(
+            request.first_frame_index, request.first_frame_index + request.num_frames
+        )
         times_ns = np.array([frame_pts_ns(int(i), request.fps) for i in indices], np.int64)
         times_s = times_ns / 1e9
         track = mouth_track(request.audio, request.audio_start_ns, times_ns, request.fps,
@@ -90,9 +92,9 @@ class LandmarkWarpAnimator(AnimatorBackend):
         roll, dx, dy, scale = head_motion(
             request.seed, times_s, track.level, rig.face_height_px, settings.head_motion
         )
-        smile, brow = expression(request.emotion, request.previous_emotion,
-                                 request.emotion_since_ns, times_ns, track.speaking)
-        rest_open = rig.mouth.rest_gap_px / rig.mouth_width_px
+        looks = expression(request.emotion, request.previous_emotion,
+                           request.emotion_since_ns, times_ns, track.speaking)
+        rest_open = rig.lips.rest_gap_px / rig.mouth_width_px
         opening = rest_open * (1.0 - track.speaking) + track.open * track.speaking
         frames = []
         for k in range(request.num_frames):
@@ -100,8 +102,11 @@ class LandmarkWarpAnimator(AnimatorBackend):
                 mouth_open=float(opening[k]),
                 lip_round=float(track.round[k]),
                 lip_spread=float(track.spread[k]),
-                smile=float(smile[k]),
-                brow_raise=float(brow[k]),
+                smile=looks[k].smile,
+                brow_raise=looks[k].brow_raise,
+                brow_furrow=looks[k].brow_furrow,
+                cheek_raise=looks[k].cheek_raise,
+                eye_narrow=looks[k].eye_narrow,
                 blink=float(blinks[k]),
                 head_roll_rad=float(roll[k]),
                 head_dx_px=float(dx[k]),

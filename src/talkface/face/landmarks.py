@@ -52,7 +52,9 @@ class FaceROI:
         cos, sin = math.cos(-angle), math.sin(-angle)
         centre = points[:, :2].mean(axis=0)
         rel = points[:, :2] - centre
-        rotated = np.stack([rel[:, 0] * cos - rel[:, 1] * sin, rel[:, 0] * sin + rel[:, 1] * cos], 1)
+        rotated = np.stack(
+            [rel[:, 0] * cos - rel[:, 1] * sin, rel[:, 0] * sin + rel[:, 1] * cos], 1
+        )
         lo, hi = rotated.min(axis=0), rotated.max(axis=0)
         mid = (lo + hi) / 2
         cos_b, sin_b = math.cos(angle), math.sin(angle)

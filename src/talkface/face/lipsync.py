@@ -98,11 +98,28 @@ def _correlation_at(a: np.ndarray, b: np.ndarray, lag: int) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def speech_span(loudness_db: np.ndarray, *, margin_frames: int) -> slice:
+    """The frames from the first to the last voiced one, with ``margin_frames`` either side.
+
+    Lip sync is a property of the speech: a silent stretch before or after it (the idle
+    face of a live reply, whose resting mouth is the portrait's own, open in a smile on
+    the bundled one) only adds frames where the sound says nothing. "Voiced" is within
+    40 dB of the loudest frame.
+    """
+    if loudness_db.size == 0:
+        return slice(0, 0)
+    voiced = np.flatnonzero(loudness_db > loudness_db.max() - 40.0)
+    start = max(0, int(voiced[0]) - margin_frames)
+    return slice(start, min(loudness_db.size, int(voiced[-1]) + margin_frames + 1))
+
+
 def measure_lipsync(path: str | Path) -> LipSyncReport:
-    """Decode ``path`` and measure its lip-sync offset and correlation."""
+    """Decode ``path`` and measure its lip-sync offset and correlation over its speech."""
     frames, fps, audio, rate_hz = decode_video(path)
-    openings, missing = mouth_openings(frames)
     loudness = loudness_per_frame(audio, rate_hz, fps, len(frames))
+    span = speech_span(loudness, margin_frames=0)
+    frames, loudness = frames[span], loudness[span]
+    openings, missing = mouth_openings(frames)
     lags = list(range(-MAX_LAG_FRAMES, MAX_LAG_FRAMES + 1))
     scores = np.array([_correlation_at(openings, loudness, lag) for lag in lags])
     best = int(np.argmax(scores))

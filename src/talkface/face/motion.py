@@ -6,8 +6,10 @@ be rendered by any worker in any order and still join seamlessly with its neighb
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,11 +22,30 @@ _BLINK_OPEN_S = 0.12
 _MIN_BLINK_GAP_S = 1.2
 _EMOTION_EASE_S = 0.4
 
-# (smile, brow raise) that each emotion holds while speaking.
-_EXPRESSION = {
-    Emotion.NEUTRAL: (0.0, 0.0),
-    Emotion.HAPPY: (0.55, 0.35),
-    Emotion.SERIOUS: (-0.3, -0.6),
+_RELAXED_HOLD = 0.6  # how much of an expression stays in the pauses between words
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """What an emotion does to the face, in :class:`~talkface.face.render.FacePose` units."""
+
+    smile: float = 0.0
+    brow_raise: float = 0.0
+    brow_furrow: float = 0.0
+    cheek_raise: float = 0.0
+    eye_narrow: float = 0.0
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Expression))
+
+# What each emotion holds while speaking: big enough to read at a glance (the corners
+# of the mouth move by a tenth of its width, the brows by a few percent of the face).
+EXPRESSIONS = {
+    Emotion.NEUTRAL: Expression(),
+    # A real smile: corners up, cheeks up (narrowing the eyes from below), brows lifted.
+    Emotion.HAPPY: Expression(smile=0.9, brow_raise=0.6, cheek_raise=1.0),
+    # Concentration: a frown, lids a little lowered, corners of the mouth down.
+    Emotion.SERIOUS: Expression(smile=-0.7, brow_raise=-0.1, brow_furrow=1.0, eye_narrow=0.22),
 }
 
 
@@ -86,15 +107,17 @@ def expression(
     since_ns: int,
     frame_times_ns: np.ndarray,
     speaking: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(smile, brow_raise) at each frame, easing from ``previous`` to ``emotion``.
+) -> list[Expression]:
+    """The expression at each frame, easing from ``previous`` to ``emotion``.
 
-    Expressions are held while speaking and relax by half in silence.
+    Expressions are held while speaking and relax a little in silence.
     """
     elapsed_s = (frame_times_ns - since_ns) / 1e9
     ease = np.clip(elapsed_s / _EMOTION_EASE_S, 0.0, 1.0)
     ease = ease * ease * (3 - 2 * ease)
-    new, old = np.array(_EXPRESSION[emotion]), np.array(_EXPRESSION[previous])
+    new = np.array(dataclasses.astuple(EXPRESSIONS[emotion]))
+    old = np.array(dataclasses.astuple(EXPRESSIONS[previous]))
     values = old[None, :] * (1 - ease[:, None]) + new[None, :] * ease[:, None]
-    hold = 0.5 + 0.5 * speaking
-    return values[:, 0] * hold, values[:, 1] * hold
+    hold = _RELAXED_HOLD + (1.0 - _RELAXED_HOLD) * speaking
+    values = values * hold[:, None]
+    return [Expression(**dict(zip(_FIELDS, map(float, row), strict=True))) for row in values]

@@ -24,6 +24,7 @@ from talkface.messages import NS_PER_S, PhonemeSpan
 _QUIET_DB = -48.0
 _LOUD_DB = -16.0
 MAX_OPEN = 0.32  # inner-lip gap at full loudness, as a fraction of mouth width
+WIDEST_OPEN = 1.1 * MAX_OPEN  # open vowels may go a little further
 MIN_SPEAKING_OPEN = 0.03
 _PRESENCE_REACH_S = 0.18  # how far speech presence reaches into pauses around speech
 
@@ -156,5 +157,5 @@ def _apply_phonemes(
             spreading[i] = max(spreading[i], 0.6)
             rounding[i] *= 0.3
         elif symbol in _OPEN:
-            opening[i] = min(MAX_OPEN * 1.1, opening[i] * 1.15)
+            opening[i] = min(WIDEST_OPEN, opening[i] * 1.15)
     return opening, rounding, spreading

@@ -2,73 +2,78 @@
 
 Built once per prepared avatar from its 468 landmarks, it holds
 
-* **deformation bases** over the lower-face region: for each control (jaw open, upper lip
-  raise, lip closure, rounding, spreading, smile, brow raise) a dense backward
-  displacement field for one unit of that control. A frame's warp is a linear mix of
-  them (one small matrix product) followed by one ``cv2.remap``;
+* **deformation bases** over two regions of the face: the brows and eyes (controls:
+  brow raise, frown, cheek raise) and the lower face (jaw open, upper lip raise, lip
+  closure, rounding, spreading, smile). For each control, a dense backward displacement
+  field for one unit of it. A frame's warp of a region is a linear mix of them (skipping
+  controls at rest) followed by one ``cv2.remap``. The two regions do not overlap and each
+  field fades to nothing at its region's border, so they join seamlessly;
 * **head-motion bases** over the head region: a weight that is 1 on the head and hair
   and fades to 0 on the body and background, pre-multiplied by the pixel coordinates, so
-  a small rotation + translation about the neck is again one matrix product and a remap;
-* **mouth geometry** for painting the mouth's interior where the lips part;
+  a small rotation + translation about the neck is again a linear mix and a remap.
+  The field is smooth, so it is mixed at a quarter of the resolution and enlarged. The
+  crop itself never moves: only pixels under the weight do;
+* **the mouth** (see :mod:`.lips`): where the lips part and what shows between them;
 * **eye patches**: each eye as it is, and closed (its opening filled with lid skin and a
-  lash line), for blinks.
+  lash line), for blinks and narrowed eyes.
 
-Coordinates: "u" runs along the eye line (towards the image's right), "v" is
-perpendicular to it pointing down the face, both in pixels, so tilted faces open their
-mouths along their own axis. A backward field D means ``output(q) = portrait(q + D(q))``.
+Coordinates: see :mod:`._geometry`. A backward field D means
+``output(q) = portrait(q + D(q))``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from talkface.face import topology as T
+from talkface.face._geometry import Box, FaceFrame, border_taper, curve, grid, smoothstep
 from talkface.face.avatar import PreparedAvatar
+from talkface.face.lips import MAX_OPEN_FRACTION, LipGeometry, MouthRig, lip_geometry, mouth_rig
 
-# The order of the deformation controls in FaceRig.deform_bases.
-DEFORM_CONTROLS = ("jaw", "upper_lip", "close", "round", "spread", "smile", "brow")
-_BORDER_TAPER_PX = 6.0
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
+UPPER_CONTROLS = ("brow", "frown", "cheek")
+LOWER_CONTROLS = ("jaw", "upper_lip", "close", "round", "spread", "smile")
+_HEAD_SUBSAMPLE = 4
 
 
-def _curve(points_uv: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """v of a lip/lid contour at each u (linear, flat beyond its ends)."""
-    order = np.argsort(points_uv[:, 0])
-    return np.interp(u, points_uv[order, 0], points_uv[order, 1]).astype(np.float32)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class WarpRegion:
+    """A box of the face and its deformation bases.
+
+    The warp map for control weights ``c`` is ``identity + sum(c[k] * bases[k])``, summed
+    here row by row rather than as a BLAS product: a product this size would start
+    BLAS's worker threads, which fight the other engines for the cores (and, on a
+    pinned core, each other).
+    """
+
+    box: Box
+    controls: tuple[str, ...]
+    identity: np.ndarray  # (2*H*W,) float32: x then y of every pixel
+    bases: np.ndarray  # (len(controls), 2*H*W) float32
+
+    def maps(self, weights: dict[str, float]) -> np.ndarray:
+        """(2, H, W) float32 source coordinates for ``cv2.remap``."""
+        maps = self.identity.copy()
+        scaled = np.empty_like(maps)
+        for row, control in zip(self.bases, self.controls, strict=True):
+            weight = weights[control]
+            if weight:
+                np.multiply(row, np.float32(weight), out=scaled)
+                maps += scaled
+        return maps.reshape(2, *self.box.shape)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Box:
-    """An integer pixel box [y0:y1, x0:x1]."""
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class HeadRig:
+    """The head region: its identity grid and the low-resolution motion bases."""
 
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.y1 - self.y0, self.x1 - self.x0
-
-    @classmethod
-    def around(cls, xs: np.ndarray, ys: np.ndarray, size_px: int) -> Box:
-        return cls(
-            x0=max(0, int(np.floor(xs.min()))),
-            y0=max(0, int(np.floor(ys.min()))),
-            x1=min(size_px, int(np.ceil(xs.max())) + 1),
-            y1=min(size_px, int(np.ceil(ys.max())) + 1),
-        )
+    box: Box
+    grid: np.ndarray  # (2, H, W) float32 pixel coordinates
+    bases: np.ndarray  # (3, h, w): W*X, W*Y, W at 1/_HEAD_SUBSAMPLE resolution
+    low_shape: tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -84,257 +89,243 @@ class EyeRig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class MouthRig:
-    """Where the lips part, in a box around the mouth, for painting the mouth's interior."""
-
-    box: Box
-    v: np.ndarray  # HxW, v relative to the mouth centre
-    v_mid: np.ndarray  # HxW, v of the lips' meeting line at each pixel's u
-    profile: np.ndarray  # HxW, opening shape across the mouth: 1 centre, 0 corners
-    u_norm: np.ndarray  # HxW, u over the mouth's half-width
-    lip_rgb: np.ndarray  # (3,) the lips' median colour
-    width_px: float
-    rest_gap_px: float  # inner-lip gap of the portrait at the mouth centre
-    shows_teeth: bool  # the portrait's own mouth is open enough to show its interior
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class FaceRig:
     """All per-avatar data the renderer needs (see module docstring)."""
 
     portrait: np.ndarray  # HxWx3 uint8
-    face_box: Box
-    deform_bases: np.ndarray  # (2 + n_controls, 2*H*W): rows 0/1 are the identity grid
-    head_box: Box
-    head_bases: np.ndarray  # (5, H*W): GX, GY, W*X, W*Y, W
+    upper: WarpRegion
+    lower: WarpRegion
+    head: HeadRig
     mouth: MouthRig
+    lips: LipGeometry
     eyes: tuple[EyeRig, EyeRig]
     mouth_width_px: float
     face_height_px: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Frame:
-    """The face-aligned coordinate frame."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Face:
+    """Measures of the face the fields are built from."""
 
-    origin: np.ndarray
-    ex: np.ndarray
-    ey: np.ndarray
-
-    def uv(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dx, dy = xs - self.origin[0], ys - self.origin[1]
-        return (
-            (dx * self.ex[0] + dy * self.ex[1]).astype(np.float32),
-            (dx * self.ey[0] + dy * self.ey[1]).astype(np.float32),
-        )
-
-    def points_uv(self, points: np.ndarray) -> np.ndarray:
-        u, v = self.uv(points[:, 0], points[:, 1])
-        return np.stack([u, v], axis=1)
-
-
-def _grid(box: Box) -> tuple[np.ndarray, np.ndarray]:
-    ys, xs = np.mgrid[box.y0 : box.y1, box.x0 : box.x1].astype(np.float32)
-    return xs, ys
-
-
-def _border_taper(shape: tuple[int, int]) -> np.ndarray:
-    height, width = shape
-    ty = np.minimum(np.arange(height), np.arange(height)[::-1]) / _BORDER_TAPER_PX
-    tx = np.minimum(np.arange(width), np.arange(width)[::-1]) / _BORDER_TAPER_PX
-    return (_smoothstep(ty)[:, None] * _smoothstep(tx)[None, :]).astype(np.float32)
+    points: np.ndarray
+    frame: FaceFrame  # centred on the mouth
+    lips: LipGeometry
+    width_px: float
+    height_px: float
+    size_px: int
 
 
 def build_rig(avatar: PreparedAvatar) -> FaceRig:
     """Precompute the rig of a prepared avatar (tens of milliseconds)."""
     points = avatar.landmarks[:, :2].astype(np.float64)
-    size = avatar.size_px
     eye_line = points[263] - points[33]
     ex = eye_line / np.linalg.norm(eye_line)
     ey = np.array([-ex[1], ex[0]])
     mouth_centre = (points[T.MOUTH_CORNER_RIGHT] + points[T.MOUTH_CORNER_LEFT]) / 2
-    frame = _Frame(origin=mouth_centre, ex=ex, ey=ey)
-
-    oval = points[list(T.FACE_OVAL)]
-    oval_uv = frame.points_uv(oval)
-    face_width = float(np.ptp(oval_uv[:, 0]))
-    face_height = float(np.linalg.norm(points[T.FOREHEAD_TOP] - points[T.CHIN]))
-    inner_upper = frame.points_uv(points[list(T.LIPS_INNER_UPPER)])
-    inner_lower = frame.points_uv(points[list(T.LIPS_INNER_LOWER)])
-    outer_upper = frame.points_uv(points[list(T.LIPS_OUTER_UPPER)])
-    outer_lower = frame.points_uv(points[list(T.LIPS_OUTER_LOWER)])
-    half_width = float(np.ptp(inner_upper[:, 0])) / 2
-    mouth_width = float(np.linalg.norm(points[T.MOUTH_CORNER_LEFT] - points[T.MOUTH_CORNER_RIGHT]))
-    zero = np.zeros(1, np.float32)
-    upper_thickness = max(2.0, float(_curve(inner_upper, zero)[0] - _curve(outer_upper, zero)[0]))
-    lower_thickness = max(2.0, float(_curve(outer_lower, zero)[0] - _curve(inner_lower, zero)[0]))
-    chin_v = float(frame.points_uv(points[[T.CHIN]])[0, 1])
-    jaw_half_width = float(np.ptp(frame.points_uv(points[list(T.JAW)])[:, 0])) / 2
-
-    # --- deformation region: the face from the brows down past the chin -----------------
-    margin = 0.15 * face_width
-    face_box = Box.around(
-        np.array([oval[:, 0].min() - margin, oval[:, 0].max() + margin]),
-        np.array([points[list(T.RIGHT_BROW + T.LEFT_BROW)][:, 1].min() - 0.25 * face_height,
-                  points[T.CHIN, 1] + 0.4 * face_height]),
-        size,
+    frame = FaceFrame(origin=mouth_centre, ex=ex, ey=ey)
+    lips = lip_geometry(avatar.image, points, frame)
+    face = _Face(
+        points=points,
+        frame=frame,
+        lips=lips,
+        width_px=float(np.ptp(frame.points_uv(points[list(T.FACE_OVAL)])[:, 0])),
+        height_px=float(np.linalg.norm(points[T.FOREHEAD_TOP] - points[T.CHIN])),
+        size_px=avatar.size_px,
     )
-    gx, gy = _grid(face_box)
-    u, v = frame.uv(gx, gy)
-    v_upper, v_lower = _curve(inner_upper, u), _curve(inner_lower, u)
-    v_mid = (v_upper + v_lower) / 2
-    rest_gap = np.maximum(v_lower - v_upper, 0.0)
-    outside = np.maximum(np.abs(u) - half_width, 0.0)
-    profile = np.clip(1.0 - (u / half_width) ** 2, 0.0, 1.0) ** 0.6
-    # A sharp step across the lips' meeting line inside the mouth (the lips part), which
-    # softens beside the corners (the cheeks stretch instead).
-    sigma = 0.7 + 1.2 * outside
-    below = 0.5 * (1.0 + np.tanh((v - v_mid) / sigma))
-    above = 1.0 - below
-    jaw_across = 1.0 - _smoothstep((np.abs(u) - 0.35 * jaw_half_width) / (0.65 * jaw_half_width))
-    under_chin = 1.0 - _smoothstep((v - chin_v) / (0.3 * face_height))
-    lip_to_jaw = _smoothstep((v - v_mid) / (1.5 * lower_thickness))
-    jaw = below * ((1.0 - lip_to_jaw) * profile + lip_to_jaw * jaw_across) * under_chin
-    upper_lip = above * profile * (1.0 - _smoothstep((v_mid - v) / (1.6 * upper_thickness)))
-    half_gap = rest_gap / 2
-    close_lower = below * (1.0 - _smoothstep((v - v_mid) / (1.5 * lower_thickness + half_gap)))
-    close_upper = above * (1.0 - _smoothstep((v_mid - v) / (1.5 * upper_thickness + half_gap)))
-    lips_height = upper_thickness + lower_thickness + float(rest_gap.max())
-    mouth_blob = np.exp(-(((u / (1.4 * half_width)) ** 2 + (v / (1.3 * lips_height)) ** 2) ** 2))
-    corner_blob = np.zeros_like(u)
-    for corner in (T.MOUTH_CORNER_RIGHT, T.MOUTH_CORNER_LEFT):
-        cu, cv = frame.points_uv(points[[corner]])[0]
-        corner_blob += np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * (0.45 * half_width) ** 2))
-    brow_blob = np.zeros_like(u)
-    for brow in (T.RIGHT_BROW, T.LEFT_BROW):
-        brow_uv = frame.points_uv(points[list(brow)])
-        bu, bv = brow_uv.mean(axis=0)
-        half_len = np.ptp(brow_uv[:, 0]) / 2 + 0.05 * face_width
-        dv = v - bv
-        # Reaches up into the forehead, but stops short of the eye below.
-        reach = np.where(dv < 0, 0.12 * face_height, 0.035 * face_height)
-        brow_blob += np.exp(-(((u - bu) / half_len) ** 4 + (dv / reach) ** 2))
+    oval = points[list(T.FACE_OVAL)]
+    margin = 0.15 * face.width_px
+    xs = np.array([oval[:, 0].min() - margin, oval[:, 0].max() + margin])
+    lower_lids = points[list(T.RIGHT_EYE_LOWER + T.LEFT_EYE_LOWER)]
+    # The regions meet a little below the eyes: the cheek raise fades out above this
+    # line, the smile below it.
+    split_y = lower_lids[:, 1].max() + 0.11 * face.height_px
+    brows = points[list(T.RIGHT_BROW + T.LEFT_BROW)]
+    upper_box = Box.around(xs, np.array([brows[:, 1].min() - 0.2 * face.height_px, split_y]),
+                           face.size_px)
+    lower_box = Box.around(xs, np.array([upper_box.y1, points[T.CHIN, 1] + 0.4 * face.height_px]),
+                           face.size_px)
+    return FaceRig(
+        portrait=avatar.image,
+        upper=_region(upper_box, UPPER_CONTROLS, _upper_fields, face),
+        lower=_region(lower_box, LOWER_CONTROLS, _lower_fields, face),
+        head=_head_rig(face),
+        mouth=mouth_rig(avatar.image, points, frame, lips),
+        lips=lips,
+        eyes=(
+            _eye_rig(avatar, frame, T.RIGHT_EYE_UPPER, T.RIGHT_EYE_LOWER),
+            _eye_rig(avatar, frame, T.LEFT_EYE_UPPER, T.LEFT_EYE_LOWER),
+        ),
+        mouth_width_px=lips.width_px,
+        face_height_px=face.height_px,
+    )
 
-    taper = _border_taper(face_box.shape)
-    sign_u = np.sign(u)
-    # One unit of each control, as (du, dv) backward displacement in face coordinates.
-    controls_uv = {
-        "jaw": (0.0, -jaw),  # 1 px down at the chin
-        "upper_lip": (0.0, upper_lip),  # 1 px up at the upper lip's centre
-        "close": (0.0, half_gap * (close_lower - close_upper)),  # lips meet, gap closed
-        "round": (0.25 * u * mouth_blob, 0.0),  # corners 20 % closer together
-        "spread": (-0.12 * u * mouth_blob, 0.0),  # corners 12 % further apart
-        "smile": (-sign_u * 0.06 * mouth_width * corner_blob, 0.09 * mouth_width * corner_blob),
-        "brow": (0.0, 0.035 * face_height * brow_blob),  # brows up
-    }
-    # Rows 0 and 1 are the identity grid, so the warp map is one product: [1, 1, c...] @ bases.
-    bases = [
-        np.concatenate([gx.ravel(), np.zeros(gx.size, np.float32)]),
-        np.concatenate([np.zeros(gx.size, np.float32), gy.ravel()]),
-    ]
-    for name in DEFORM_CONTROLS:
-        du, dv = controls_uv[name]
+
+_Fields = dict[str, tuple[np.ndarray | float, np.ndarray | float]]
+
+
+def _region(box: Box, controls: tuple[str, ...],
+            fields: Callable[[np.ndarray, np.ndarray, _Face], _Fields], face: _Face) -> WarpRegion:
+    gx, gy = grid(box)
+    u, v = face.frame.uv(gx, gy)
+    uv_fields: _Fields = fields(u, v, face)
+    taper = border_taper(box.shape)
+    ex, ey = face.frame.ex, face.frame.ey
+    bases = []
+    for name in controls:
+        du, dv = uv_fields[name]
         du = np.broadcast_to(np.asarray(du, np.float32), u.shape) * taper
         dv = np.broadcast_to(np.asarray(dv, np.float32), u.shape) * taper
         dx = du * ex[0] + dv * ey[0]
         dy = du * ex[1] + dv * ey[1]
         bases.append(np.concatenate([dx.ravel(), dy.ravel()]).astype(np.float32))
-    deform_bases = np.stack(bases).astype(np.float32)
-
-    mouth = _mouth_rig(avatar, frame, half_width, mouth_width, upper_thickness,
-                       lower_thickness, inner_upper, inner_lower)
-    head_box, head_bases = _head_rig(points, frame, face_width, face_height, size)
-    eyes = (
-        _eye_rig(avatar, frame, T.RIGHT_EYE_UPPER, T.RIGHT_EYE_LOWER),
-        _eye_rig(avatar, frame, T.LEFT_EYE_UPPER, T.LEFT_EYE_LOWER),
-    )
-    return FaceRig(
-        portrait=avatar.image,
-        face_box=face_box,
-        deform_bases=deform_bases,
-        head_box=head_box,
-        head_bases=head_bases,
-        mouth=mouth,
-        eyes=eyes,
-        mouth_width_px=mouth_width,
-        face_height_px=face_height,
-    )
+    return WarpRegion(box=box, controls=controls,
+                      identity=np.concatenate([gx.ravel(), gy.ravel()]).astype(np.float32),
+                      bases=np.stack(bases).astype(np.float32))
 
 
-def _mouth_rig(
-    avatar: PreparedAvatar,
-    frame: _Frame,
-    half_width: float,
-    mouth_width: float,
-    upper_thickness: float,
-    lower_thickness: float,
-    inner_upper: np.ndarray,
-    inner_lower: np.ndarray,
-) -> MouthRig:
-    points = avatar.landmarks[:, :2]
-    lips = points[list(T.LIPS_OUTER_UPPER + T.LIPS_OUTER_LOWER)]
-    reach = 0.45 * mouth_width  # the widest the jaw opens, plus margin
-    box = Box.around(
-        np.array([lips[:, 0].min() - 2, lips[:, 0].max() + 2]),
-        np.array([lips[:, 1].min() - 2, lips[:, 1].max() + reach]),
-        avatar.size_px,
-    )
-    gx, gy = _grid(box)
-    u, v = frame.uv(gx, gy)
-    v_upper, v_lower = _curve(inner_upper, u), _curve(inner_lower, u)
-    profile = (np.clip(1.0 - (u / half_width) ** 2, 0.0, 1.0) ** 0.6).astype(np.float32)
-    rest_gap = float(_curve(inner_lower, np.zeros(1, np.float32))[0]
-                     - _curve(inner_upper, np.zeros(1, np.float32))[0])
-    lip_mask = np.zeros(avatar.image.shape[:2], np.uint8)
-    cv2.fillPoly(lip_mask, [np.round(points[list(T.LIPS_OUTER_UPPER)]).astype(np.int32)], 1)
-    cv2.fillPoly(lip_mask, [np.round(points[list(T.LIPS_OUTER_LOWER)]).astype(np.int32)], 1)
-    cv2.fillPoly(lip_mask, [np.round(points[list(T.LIPS_INNER_UPPER + T.LIPS_INNER_LOWER[::-1])]).astype(np.int32)], 0)
-    lip_pixels = avatar.image[lip_mask.astype(bool)]
-    lip_rgb = np.median(lip_pixels, axis=0) if len(lip_pixels) else np.array([150.0, 80.0, 80.0])
-    return MouthRig(
-        box=box,
-        v=v,
-        v_mid=((v_upper + v_lower) / 2).astype(np.float32),
-        profile=profile,
-        u_norm=(u / half_width).astype(np.float32),
-        lip_rgb=lip_rgb.astype(np.float32),
-        width_px=mouth_width,
-        rest_gap_px=max(rest_gap, 0.0),
-        shows_teeth=rest_gap > 0.06 * mouth_width,
-    )
+def _lower_fields(u: np.ndarray, v: np.ndarray, face: _Face) -> _Fields:
+    """One unit of each lower-face control, as (du, dv) in face coordinates."""
+    lips, frame, points = face.lips, face.frame, face.points
+    half_width, width = lips.half_width_px, lips.width_px
+    t_upper, t_lower = lips.upper_thickness_px, lips.lower_thickness_px
+    max_open = MAX_OPEN_FRACTION * width
+    max_raise, max_jaw = 0.15 * max_open, 0.85 * max_open
+    chin_v = float(frame.points_uv(points[[T.CHIN]])[0, 1])
+    jaw_half_width = float(np.ptp(frame.points_uv(points[list(T.JAW)])[:, 0])) / 2
+
+    profile = lips.profile(u)
+    outside = np.maximum(np.abs(u) - half_width, 0.0)
+    # A sharp step across the parting line inside the mouth (the lips part), which
+    # softens beside the corners (the cheeks stretch instead).
+    sigma = 0.6 + 1.2 * outside
+    below = 0.5 * (1.0 + np.tanh((v - lips.v_split(u)) / sigma))
+    above = 1.0 - below
+    v_outer_upper, v_outer_lower = curve(lips.outer_upper, u), curve(lips.outer_lower, u)
+
+    # Jaw: the lower lip moves whole (its centre the most), so it keeps its shape; below
+    # it the skin stretches to the chin, which drops with the jaw.
+    jaw_across = 1.0 - smoothstep((np.abs(u) - 0.35 * jaw_half_width) / (0.65 * jaw_half_width))
+    under_chin = 1.0 - smoothstep((v - chin_v) / (0.3 * face.height_px))
+    # (Every ramp is longer than the travel across it, or the warp would fold over.)
+    lip_end = v_outer_lower + 0.8 * max_jaw * profile
+    lip_to_jaw = smoothstep((v - lip_end) / (1.5 * t_lower + 1.5 * max_jaw * (1.0 - profile)))
+    jaw = below * ((1.0 - lip_to_jaw) * profile + lip_to_jaw * jaw_across) * under_chin
+    # Upper lip: rises whole; the skin above it (not the lip) takes up the stretch.
+    above_lip = v_outer_upper - v
+    upper_lip = above * profile * (1.0 - smoothstep((above_lip - max_raise)
+                                                    / (1.2 * t_upper + 1.5 * max_raise)))
+    # Closing a parted mouth: each lip moves half the gap and a little more, so they
+    # press together and no sliver of teeth is left between them.
+    v_mid = (lips.v_upper(u) + lips.v_lower(u)) / 2
+    below_mid = 0.5 * (1.0 + np.tanh((v - v_mid) / sigma))
+    rest_gap = lips.rest_gap(u)
+    parted = smoothstep(rest_gap)
+    lower_travel = (0.5 * rest_gap + 0.5 + 0.3 * t_lower) * parted
+    upper_travel = (0.5 * rest_gap + 0.5 + 0.3 * t_upper) * parted
+    close_lower = below_mid * (1.0 - smoothstep((v - v_outer_lower)
+                                                / (1.5 * t_lower + 1.5 * lower_travel)))
+    close_upper = (1.0 - below_mid) * (1.0 - smoothstep((v_outer_upper - v)
+                                                        / (1.5 * t_upper + 1.5 * upper_travel)))
+
+    lips_height = t_upper + t_lower + lips.rest_gap_px
+    mouth_blob = np.exp(-(((u / (1.4 * half_width)) ** 2 + (v / (1.3 * lips_height)) ** 2) ** 2))
+    corner_blob = np.zeros_like(u)
+    for corner in (T.MOUTH_CORNER_RIGHT, T.MOUTH_CORNER_LEFT):
+        cu, cv = frame.points_uv(points[[corner]])[0]
+        corner_blob += np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * (0.5 * half_width) ** 2))
+    return {
+        "jaw": (0.0, -jaw),  # 1 px down at the lower lip's centre
+        "upper_lip": (0.0, upper_lip),  # 1 px up at the upper lip's centre
+        "close": (0.0, lower_travel * close_lower - upper_travel * close_upper),  # lips meet
+        "round": (0.25 * u * mouth_blob, 0.0),  # corners 20 % closer together
+        "spread": (-0.12 * u * mouth_blob, 0.0),  # corners 12 % further apart
+        # Corners up by a ninth of the mouth's width and out by a sixteenth.
+        "smile": (-np.sign(u) * 0.06 * width * corner_blob, 0.11 * width * corner_blob),
+    }
 
 
-def _head_rig(
-    points: np.ndarray, frame: _Frame, face_width: float, face_height: float, size: int
-) -> tuple[Box, np.ndarray]:
+def _upper_fields(u: np.ndarray, v: np.ndarray, face: _Face) -> _Fields:
+    """One unit of each brow-and-eye control, as (du, dv) in face coordinates."""
+    frame, points, height = face.frame, face.points, face.height_px
+    brow_blob = np.zeros_like(u)
+    frown_blob = np.zeros_like(u)
+    frown_side = np.zeros_like(u)
+    for brow in (T.RIGHT_BROW, T.LEFT_BROW):
+        brow_uv = frame.points_uv(points[list(brow)])
+        bu, bv = brow_uv.mean(axis=0)
+        half_len = np.ptp(brow_uv[:, 0]) / 2 + 0.05 * face.width_px
+        dv = v - bv
+        # Reaches up into the forehead, but stops short of the eye below.
+        reach = np.where(dv < 0, 0.12 * height, 0.05 * height)
+        along = np.exp(-(((u - bu) / half_len) ** 4))
+        blob = along * np.exp(-((dv / reach) ** 2))
+        brow_blob += blob
+        # A frown pulls the inner ends of the brows down and together.
+        towards_middle = np.clip((bu - u) * np.sign(bu) / half_len, -1.0, 1.0)
+        inner = smoothstep((towards_middle + 0.3) / 1.3)
+        frown_reach = np.where(dv < 0, 0.10 * height, 0.05 * height)
+        side_blob = (inner * np.exp(-(((u - bu) / (1.3 * half_len)) ** 4))
+                     * np.exp(-((dv / frown_reach) ** 2)))
+        frown_blob += side_blob
+        frown_side += np.sign(bu) * side_blob
+    cheek_blob = np.zeros_like(u)
+    for upper, lower in ((T.RIGHT_EYE_UPPER, T.RIGHT_EYE_LOWER),
+                         (T.LEFT_EYE_UPPER, T.LEFT_EYE_LOWER)):
+        lid_uv = frame.points_uv(points[list(lower)])
+        top_uv = frame.points_uv(points[list(upper)])
+        eu = lid_uv[:, 0].mean()
+        eye_width = np.ptp(lid_uv[:, 0])
+        eye_height = max(2.0, float(lid_uv[:, 1].max() - top_uv[:, 1].min()))
+        dv = v - curve(lid_uv, u)
+        # The cheek pushes the lower lid up: the skin under the eye rises, the bottom
+        # of the eye's opening narrows.
+        spread = np.where(dv > 0, 0.09 * height, 0.5 * eye_height)
+        cheek_blob += np.exp(-(((u - eu) / (0.8 * eye_width)) ** 4)) * np.exp(-((dv / spread) ** 2))
+    return {
+        "brow": (0.0, 0.05 * height * brow_blob),  # brows up by a twentieth of the face
+        "frown": (0.025 * height * frown_side, -0.035 * height * frown_blob),
+        "cheek": (0.0, 0.014 * height * cheek_blob),
+    }
+
+
+def _head_rig(face: _Face) -> HeadRig:
+    points, frame = face.points, face.frame
     oval = points[list(T.FACE_OVAL)]
-    centre = oval.mean(axis=0) - 0.12 * face_height * frame.ey  # up: the hair
-    axis_u, axis_v = 0.68 * face_width, 0.78 * face_height
+    centre = oval.mean(axis=0) - 0.12 * face.height_px * frame.ey  # up: the hair
+    axis_u, axis_v = 0.68 * face.width_px, 0.78 * face.height_px
     falloff = 0.5
     corners_u = np.array([-1, 1, -1, 1]) * axis_u * (1 + falloff)
     corners_v = np.array([-1, -1, 1, 1]) * axis_v * (1 + falloff)
     xs = centre[0] + corners_u * frame.ex[0] + corners_v * frame.ey[0]
     ys = centre[1] + corners_u * frame.ex[1] + corners_v * frame.ey[1]
-    box = Box.around(xs, ys, size)
-    gx, gy = _grid(box)
-    head_frame = _Frame(origin=centre, ex=frame.ex, ey=frame.ey)
-    u, v = head_frame.uv(gx, gy)
+    box = Box.around(xs, ys, face.size_px)
+    height, width = box.shape
+    low_h, low_w = max(2, -(-height // _HEAD_SUBSAMPLE)), max(2, -(-width // _HEAD_SUBSAMPLE))
+    # Sample the smooth field where cv2.resize's bilinear enlargement puts each
+    # low-resolution pixel's centre, so enlarging it gives the field back.
+    gx = box.x0 + (np.arange(low_w, dtype=np.float32) + 0.5) * width / low_w - 0.5
+    gy = box.y0 + (np.arange(low_h, dtype=np.float32) + 0.5) * height / low_h - 0.5
+    gx, gy = np.meshgrid(gx, gy)
+    u, v = frame.moved_to(centre).uv(gx, gy)
     radius = np.sqrt((u / axis_u) ** 2 + (v / axis_v) ** 2)
-    weight = (1.0 - _smoothstep((radius - 1.0) / falloff)) * _border_taper(box.shape)
+    taper_y = smoothstep(np.minimum(gy - box.y0, box.y1 - 1 - gy) / 6.0)
+    taper_x = smoothstep(np.minimum(gx - box.x0, box.x1 - 1 - gx) / 6.0)
+    weight = (1.0 - smoothstep((radius - 1.0) / falloff)) * taper_x * taper_y
     # The head turns about the neck, below the chin.
-    pivot = points[T.CHIN] + 0.35 * face_height * frame.ey
+    pivot = points[T.CHIN] + 0.35 * face.height_px * frame.ey
     rel_x, rel_y = gx - pivot[0], gy - pivot[1]
-    bases = np.stack([gx, gy, weight * rel_x, weight * rel_y, weight]).reshape(5, -1)
-    return box, bases.astype(np.float32)
+    bases = np.stack([weight * rel_x, weight * rel_y, weight]).astype(np.float32)
+    full_x, full_y = grid(box)
+    return HeadRig(box=box, grid=np.stack([full_x, full_y]), bases=bases, low_shape=(low_h, low_w))
 
 
 def _eye_rig(
-    avatar: PreparedAvatar, frame: _Frame, upper: tuple[int, ...], lower: tuple[int, ...]
+    avatar: PreparedAvatar, frame: FaceFrame, upper: tuple[int, ...], lower: tuple[int, ...]
 ) -> EyeRig:
     points = avatar.landmarks[:, :2]
     contour = points[list(upper) + list(lower[::-1])]
     centre = contour.mean(axis=0)
-    eye_frame = _Frame(origin=centre, ex=frame.ex, ey=frame.ey)
+    eye_frame = frame.moved_to(centre)
     upper_uv = eye_frame.points_uv(points[list(upper)])
     lower_uv = eye_frame.points_uv(points[list(lower)])
     width = float(np.ptp(upper_uv[:, 0]))
@@ -349,9 +340,9 @@ def _eye_rig(
     local = np.round(contour - (box.x0, box.y0)).astype(np.int32)
     cv2.fillPoly(mask, [local], 255)
     mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-    gx, gy = _grid(box)
+    gx, gy = grid(box)
     u, v = eye_frame.uv(gx, gy)
-    v_upper, v_lower = _curve(upper_uv, u), _curve(lower_uv, u)
+    v_upper, v_lower = curve(upper_uv, u), curve(lower_uv, u)
     # The shut lid is the skin just above the open lid, brought down over the eye: its
     # median colour, with the texture inpainting gives, darker towards the lashes.
     # Skin colour from above the lid crease and below the lower lid (lids are a bit darker).
@@ -359,9 +350,13 @@ def _eye_rig(
         ((v < v_upper - 0.6 * height) & (v > v_upper - 1.2 * height))
         | ((v > v_lower + 0.3 * height) & (v < v_lower + 0.8 * height))
     )
-    lid_rgb = 0.93 * (np.median(patch[skin], axis=0) if skin.any() else patch.reshape(-1, 3).mean(0))
+    lid_rgb = 0.93 * (
+        np.median(patch[skin], axis=0) if skin.any() else patch.reshape(-1, 3).mean(0)
+    )
     inpainted = cv2.inpaint(patch, mask, 3, cv2.INPAINT_TELEA).astype(np.float32)
-    opening = np.clip(1.4 * cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (5, 5), 0), 0, 1)[..., None]
+    opening = np.clip(1.4 * cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (5, 5), 0), 0, 1)[
+        ..., None
+    ]
     lid = 0.8 * lid_rgb.astype(np.float32) + 0.2 * inpainted
     closed = inpainted * (1 - opening) + lid * opening
     towards_lashes = np.clip((v - v_upper) / max(v_lower.max() - v_upper.min(), 1.0), 0, 1)
@@ -369,7 +364,7 @@ def _eye_rig(
     # The lash line where the shut lid meets the lower lid.
     lash = np.exp(-(((v - v_lower) / 0.9) ** 2)) * (np.abs(u) < width / 2)
     closed *= (1.0 - 0.45 * lash)[..., None]
-    inside_u = 1.0 - _smoothstep((np.abs(u) - width / 2) / 2.0)
+    inside_u = 1.0 - smoothstep((np.abs(u) - width / 2) / 2.0)
     return EyeRig(
         box=box,
         closed=closed.astype(np.float32),

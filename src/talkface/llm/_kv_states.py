@@ -5,8 +5,8 @@ turn and evaluates only its new words; but when two sessions alternate, each tur
 the other session's conversation in the cache and evaluates its whole history again
 (on this 2-core box, ~6 ms per token: a 600-token history costs 3.5 s before the first
 word). So before the model switches to another conversation, the one it holds is saved
-here (about 23 KB per token for SmolLM2-135M, a few milliseconds to copy), and restored
-when its session speaks next.
+here (about 12 KB per token for Qwen2.5-Coder-0.5B, 23 KB for SmolLM2-135M, a few
+milliseconds to copy), and restored when its session speaks next.
 
 Conversations are matched by their messages, not by an id: a conversation's next prompt
 starts with the messages of its previous prompt and reply. The cache is bounded in bytes

@@ -19,29 +19,38 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from talkface.engines import BatchingOptions, BatchingSettings
+from talkface.engines import BatchingOptions, BatchingSettings, StageSettings
 from talkface.errors import BackendError, TalkfaceError
 
 DEFAULT_PERSONA = (
-    "You are Ava, a friendly virtual assistant shown as a talking face. Your replies are "
-    "spoken aloud, so answer in one to three short, plain sentences, without lists, "
-    "code or emoji."
+    "You are Ava, a friendly assistant shown as a talking face. Everything you write is "
+    "spoken aloud, so answer in one to three short, plain sentences, in the language the "
+    "user speaks, without lists, code, markdown or emoji. Most sentences need no tag; "
+    "only a clearly joyful sentence starts with [happy], and only a sad or warning one "
+    "with [serious]."
 )
+"""The system prompt. The expression tags are the ones :mod:`talkface.llm.emotion` takes
+off a sentence before it is spoken. It gives no example sentence: small models repeat
+examples word for word in unrelated answers."""
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(StageSettings):
     """Settings of the LLM stage.
 
     Attributes:
         backend: "llama-cpp" (embedded) or "openai" (any OpenAI-compatible server).
-        model: llama-cpp: "smollm2" (packaged) or a GGUF path; openai: the model name.
+        model: llama-cpp: "qwen2.5-coder-0.5b" or "smollm2" (packaged, see
+            :mod:`talkface.llm.models`) or a GGUF path; openai: the model name.
         url: base URL of the OpenAI-compatible server ("http://127.0.0.1:8000/v1").
         api_key: bearer token for that server (None: none sent).
         persona: the system prompt.
         max_reply_tokens: longest reply, in tokens.
         temperature: sampling temperature.
+        repeat_penalty: llama-cpp: how much less likely a token that came in the last 64
+            tokens is to come again (1.0: no penalty); it makes loops rarer, and the
+            reply guard (:mod:`talkface.llm.guard`) stops those that still happen.
         context_tokens: conversation memory budget (system prompt + history + reply);
             the oldest turns are dropped beyond it.
         num_threads: llama.cpp threads (1 unless the box is otherwise idle).
@@ -52,15 +61,14 @@ class LLMSettings(BaseModel):
         timeout_s: longest a whole reply may take.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     backend: str = "llama-cpp"
-    model: str = "smollm2"
+    model: str = "qwen2.5-coder-0.5b"
     url: str | None = None
     api_key: str | None = None
     persona: str = DEFAULT_PERSONA
     max_reply_tokens: int = Field(96, ge=1, le=4096)
     temperature: float = Field(0.3, ge=0.0, le=2.0)
+    repeat_penalty: float = Field(1.1, ge=1.0, le=2.0)
     context_tokens: int = Field(4096, ge=256, le=131_072)
     num_threads: int = Field(1, ge=1, le=64)
     conversation_cache_mb: int = Field(512, ge=0, le=65_536)
@@ -168,7 +176,10 @@ class GenerationStats:
         evaluated_prompt_tokens: of those, how many had to be evaluated (the rest were
             reused from the previous prompt's cache); None when the backend cannot tell.
         completion_tokens: tokens generated.
-        finish_reason: "stop", "length", "cancelled".
+        finish_reason: "stop" (the model ended the reply), "length" (the token budget
+            ran out; an unfinished last sentence was dropped), "repetition" (the model
+            began repeating itself and was stopped; that sentence was dropped),
+            "cancelled", "error".
     """
 
     prompt_tokens: int = 0

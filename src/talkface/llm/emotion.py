@@ -1,7 +1,8 @@
 """Which expression the avatar wears for a sentence: neutral, happy or serious.
 
 An LLM asked to may tag its sentences ("[happy] Great to see you!"); the tag is taken
-off before the sentence is spoken. Untagged sentences (small models rarely follow such
+off before the sentence is spoken, and so is any square-bracket tag a small model puts
+elsewhere ("Red, [serious] blue"). Untagged sentences (small models rarely follow such
 instructions) are marked by a light keyword classifier on their text, English and
 Chinese.
 """
@@ -13,6 +14,7 @@ import re
 from talkface.messages import Emotion
 
 _TAG = re.compile(r"^\s*[\[(<{]\s*(neutral|happy|serious|sad|excited|joy|calm)\s*[\])>}]\s*", re.I)
+_STRAY_TAG = re.compile(r"\s*\[\s*(?:neutral|happy|serious|sad|excited|joy|calm)\s*\]", re.I)
 _TAG_EMOTION = {
     "neutral": Emotion.NEUTRAL,
     "calm": Emotion.NEUTRAL,
@@ -56,4 +58,5 @@ def classify_emotion(text: str) -> Emotion:
 def sentence_emotion(text: str) -> tuple[Emotion, str]:
     """The emotion of a reply sentence and the text to speak."""
     tagged, rest = take_emotion_tag(text)
+    rest = _STRAY_TAG.sub("", rest)
     return (tagged if tagged is not None else classify_emotion(rest)), rest

@@ -18,12 +18,12 @@ half sentence at the end), and llama.cpp's repeat penalty
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from typing import Any, Self
 
 from talkface.engines import ModelThread
 from talkface.errors import BackendUnavailable
+from talkface.llm import _llama_internals as internals
 from talkface.llm._kv_states import (
     ConversationStates,
     Messages,
@@ -115,8 +115,7 @@ class LlamaCppLLM(LLMBackend):
         messages = tuple((m.role, m.content) for m in request.messages)
         self._switch_to(messages)
         self._held = ()  # unknown until this generation ends well
-        cached_before = self._llama.n_tokens
-        previous = list(self._llama._input_ids[:cached_before])  # what llama.cpp holds now
+        previous = internals.evaluated_tokens(self._llama)  # what llama.cpp holds now
         chunks = self._llama.create_chat_completion(
             [{"role": m.role, "content": m.content} for m in request.messages],
             stream=True,
@@ -144,8 +143,10 @@ class LlamaCppLLM(LLMBackend):
         rest, finish = guard.finish(finish)
         if rest:
             request.stream.put(rest)
-        prompt_tokens = max(0, self._llama.n_tokens - completion)
-        reused = common_prefix_length(previous, list(self._llama._input_ids[:prompt_tokens]))
+        prompt_tokens = max(0, internals.evaluated_count(self._llama) - completion)
+        reused = common_prefix_length(
+            previous, internals.evaluated_tokens(self._llama, prompt_tokens)
+        )
         # What the session keeps in its history is what was handed on; llama.cpp may hold
         # a dropped tail beyond it, which the next prompt simply does not reuse.
         self._held = (*messages, ("assistant", guard.text))
@@ -167,27 +168,16 @@ class LlamaCppLLM(LLMBackend):
             self._restore(found)
 
     def _save_held(self) -> SavedConversation:
-        import llama_cpp
-
-        ctx = self._llama._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
-        token_ids = self._llama.input_ids[: self._llama.n_tokens].copy()
-        return SavedConversation(self._held, token_ids, buffer, int(written))
+        state = internals.save_sequence(self._llama)
+        return SavedConversation(self._held, state.token_ids, state.kv_state, state.size_bytes)
 
     def _restore(self, saved: SavedConversation) -> None:
-        import llama_cpp
-
-        ctx = self._llama._ctx.ctx
-        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, -1, -1)
-        if llama_cpp.llama_state_seq_set_data(ctx, saved.kv_state, saved.size_bytes, 0) == 0:
+        state = internals.SequenceState(
+            token_ids=saved.token_ids, kv_state=saved.kv_state, size_bytes=saved.size_bytes
+        )
+        if not internals.restore_sequence(self._llama, state):
             logger.warning("llama.cpp refused a saved conversation state; evaluating afresh")
-            self._llama.reset()
             return
-        count = len(saved.token_ids)
-        self._llama.input_ids[:count] = saved.token_ids
-        self._llama.n_tokens = count
         self._held = saved.messages
 
     async def aclose(self) -> None:

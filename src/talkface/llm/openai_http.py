@@ -3,7 +3,8 @@
 Replies stream over server-sent events from ``POST {url}/chat/completions``. Every way a
 server can fail is turned into one clear, retryable-or-not error: not reachable, slow
 to connect, no first token in time (a hung server), an HTTP error with the server's own
-message, a stream that breaks off.
+message, a stream that breaks off. Replies go through the same
+:class:`~talkface.llm.guard.ReplyGuard` as the embedded model's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from talkface.llm.base import (
     LLMCapabilities,
     LLMSettings,
 )
+from talkface.llm.guard import ReplyGuard
 
 _CHARS_PER_TOKEN = 4  # a server does not tell us its tokenizer; a common estimate
 
@@ -84,6 +86,7 @@ class OpenAICompatibleLLM(LLMBackend):
         url = f"{self._base_url}/chat/completions"
         completion = 0
         finish = "stop"
+        guard = ReplyGuard()
         try:
             async with asyncio.timeout(self.settings.timeout_s):
                 async with self._client.stream("POST", url, json=body) as response:
@@ -96,7 +99,10 @@ class OpenAICompatibleLLM(LLMBackend):
                         delta, reason = _parse_event(line)
                         if delta:
                             completion += 1
-                            request.stream.put(delta)
+                            if out := guard.feed(delta):
+                                request.stream.put(out)
+                            if guard.stop_reason is not None:
+                                break
                         if reason:
                             finish = reason
                         if line.strip() == "data: [DONE]":
@@ -129,6 +135,9 @@ class OpenAICompatibleLLM(LLMBackend):
             raise BackendError(
                 f"the LLM server at {self._base_url} broke off the reply: {exc}", retryable=True
             ) from None
+        rest, finish = guard.finish(finish)
+        if rest:
+            request.stream.put(rest)
         request.stream.close()
         prompt = sum(self.count_tokens(m.content) for m in request.messages)
         return GenerationStats(

@@ -6,12 +6,15 @@ gap), video frames at their index, and on close the shorter track is extended (s
 or the last frame held) so that both end within one frame of each other.
 
 A file is written under a temporary name and renamed into place when complete, so an
-interrupted render never leaves a broken MP4 where the user expects a good one.
+interrupted render never leaves a broken MP4 where the user expects a good one. The
+temporary name is hidden next to the final one (``.<name>.<random>.mp4``); a process that
+is killed while writing leaves it behind, and :func:`partial_files` finds it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from dataclasses import dataclass
@@ -58,6 +61,28 @@ class WrittenVideo:
     @property
     def duration_s(self) -> float:
         return self.frames / self.fps
+
+
+_PARTIAL_SUFFIX = ".mp4"
+
+
+def _partial_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def partial_files(path: Path) -> list[Path]:
+    """The unfinished files of ``path``: being written, or left by a killed writer."""
+    pattern = glob.escape(_partial_prefix(path)) + "*" + _PARTIAL_SUFFIX
+    return sorted(path.parent.glob(pattern))
+
+
+def partial_target(partial: Path) -> Path | None:
+    """The final path an unfinished file was for (None: not one of ours)."""
+    name = partial.name
+    if not (name.startswith(".") and name.endswith(_PARTIAL_SUFFIX)):
+        return None
+    final, dot, _random = name[1 : -len(_PARTIAL_SUFFIX)].rpartition(".")
+    return partial.with_name(final) if dot and final else None
 
 
 def check_output_path(path: str | Path) -> Path:
@@ -112,7 +137,8 @@ class MP4Writer:
             self._final_path = check_output_path(target)
             try:
                 handle, temp = tempfile.mkstemp(
-                    dir=self._final_path.parent, prefix=f".{self._final_path.name}.", suffix=".mp4"
+                    dir=self._final_path.parent, prefix=_partial_prefix(self._final_path),
+                    suffix=_PARTIAL_SUFFIX,
                 )
             except OSError as exc:
                 raise BadInput(f"cannot write {self._final_path}: {exc.strerror}") from None
@@ -217,7 +243,9 @@ class MP4Writer:
         self._closed = True
         try:
             if self._resampler is not None:
-                self._write_samples(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+                self._write_samples(
+                    self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+                )
             samples_per_frame = OUTPUT_AUDIO_RATE_HZ / self.fps
             # Hold the last frame while audio goes on; pad audio with silence to the end.
             audio_frames = int(np.ceil(self._audio_samples / samples_per_frame - 1e-9))

@@ -4,7 +4,9 @@ Data messages (speech, frames, transcripts...) wait in a bounded queue: a produc
 runs ahead of the consumer waits, which paces the pipeline to the client. System
 messages (:class:`~talkface.messages.Interrupt`, :class:`~talkface.messages.Error`) skip
 the queue and are read first. When a turn is dropped (barge-in), its data messages
-still in the queue are thrown away instead of being delivered late.
+still in the queue are thrown away instead of being delivered late, its
+:class:`~talkface.messages.EndOfTurn` among them: whoever drops a turn sends its one
+(interrupted) end.
 """
 
 from __future__ import annotations
@@ -43,13 +45,17 @@ class OutputQueue:
         self._wakeup.set()
 
     def drop_turn(self, turn_id: int) -> int:
-        """Throw away ``turn_id``'s queued data now and later; returns how many went."""
+        """Throw away ``turn_id``'s queued data now and later; returns how many went.
+
+        An :class:`EndOfTurn` already queued goes too (the turn did not end as it said);
+        one put after this call is delivered: the caller's own, interrupted end.
+        """
         self._dropped_turns.add(turn_id)
         kept: list[Message | None] = []
         dropped = 0
         while not self._data.empty():
             item = self._data.get_nowait()
-            if item is not None and item.turn_id == turn_id and not isinstance(item, EndOfTurn):
+            if item is not None and item.turn_id == turn_id:
                 dropped += 1
             else:
                 kept.append(item)

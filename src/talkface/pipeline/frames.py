@@ -67,7 +67,9 @@ class FrameScheduler:
         offset = max(0, int(offset))
         needed = offset + len(samples)
         if needed > len(self._audio):
-            self._audio = np.concatenate([self._audio, np.zeros(needed - len(self._audio), np.float32)])
+            self._audio = np.concatenate(
+                [self._audio, np.zeros(needed - len(self._audio), np.float32)]
+            )
         self._audio[offset : offset + len(samples)] = samples
         self._audio_end_ns = max(self._audio_end_ns, speech.pts_ns + speech.duration_ns)
         self._phonemes.extend(
@@ -114,7 +116,11 @@ class FrameScheduler:
         src_lo, src_hi = max(lo, 0), min(hi, len(self._audio))
         if src_hi > src_lo:
             audio[src_lo - lo : src_hi - lo] = self._audio[src_lo:src_hi]
-        phonemes = tuple(p for p in self._phonemes if p.end_ns >= start_ns and p.start_ns <= last_ns + _CONTEXT_NS)
+        phonemes = tuple(
+            p
+            for p in self._phonemes
+            if p.end_ns >= start_ns and p.start_ns <= last_ns + _CONTEXT_NS
+        )
         request = AnimationRequest(
             avatar_id=self.avatar_id,
             first_frame_index=plan.first_frame_index,

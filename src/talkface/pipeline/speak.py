@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from talkface.pipeline.frames import FrameScheduler
 from talkface.text.normalize import normalize_text
 from talkface.trace import TurnTrace
 from talkface.tts.base import SynthesisRequest, VoiceInfo
+
+if TYPE_CHECKING:
+    from talkface.cache.tts import TTSCache
 
 Emit = Callable[[Message], Awaitable[None]]
 VoiceChooser = Callable[
@@ -41,6 +45,8 @@ class SpeakContext:
     fps: int
     seed: int
     speed: float = 1.0
+    tts_cache: TTSCache | None = None
+    """Speech of sentences spoken before (None: every sentence goes to the TTS engine)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,15 +88,17 @@ async def speak_turn(
             if not text.strip():
                 continue
             voice, tts = await ctx.voice_for(sentence)
-            speech = await tts.submit(
-                SynthesisRequest(
-                    text=text,
-                    voice=voice,
-                    sentence_index=sentence.index,
-                    emotion=sentence.emotion,
-                    speed=ctx.speed,
-                )
+            request = SynthesisRequest(
+                text=text,
+                voice=voice,
+                sentence_index=sentence.index,
+                emotion=sentence.emotion,
+                speed=ctx.speed,
             )
+            if ctx.tts_cache is None:
+                speech = await tts.submit(request)
+            else:
+                speech = await ctx.tts_cache.synthesize(tts, request)
             speech = dataclasses.replace(speech, pts_ns=cursor_ns, turn_id=turn_id)
             cursor_ns += speech.duration_ns
             trace.mark("first_audio")

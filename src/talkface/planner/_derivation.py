@@ -203,7 +203,7 @@ def _per_session_lines(plan: Plan, sp: StagePlan) -> list[str]:
         f"**{busy:,.2f} cores busy**.",
         f"**CPUs.** {busy:,.2f} / {plan.options.cpu_utilisation:.2f} CPU utilisation = "
         f"{sp.cpu_cores:,.1f} vCPUs x ${plan.catalog.vcpu_on_demand_usd_per_h:g}/h = "
-        f"**${sp.cost_usd_per_h:,.2f}/h** (they run in the SessionHost deployment).",
+        f"**${sp.cost_usd_per_h:,.2f}/h** (they run in the gateways; see Scale-out settings).",
     ]
 
 
@@ -288,6 +288,16 @@ def box_derivation(plan: Plan) -> list[str]:
         f"{'' if r.meets(plan.options.slo) else ' (misses)'}"
         for r in plan.curve
     )
+    step3 = (
+        f"3. **Simulated.** Every engine is one worker thread; all share the box's "
+        f"{box.cores:g} cores by processor sharing. Loads tried: {tested or 'none'}. The most "
+        f"that meet the SLO: **{plan.max_sessions} per box** "
+        f"(TTFF p95 {sim.ttff_p95_ms:,.0f} ms)."
+        if sim is not None
+        else f"3. **Not simulated** (`--no-simulate`): the plan takes the closed-form guess, "
+        f"{box.sessions_per_box} per box, unchecked; its closed-form TTFF p95 is "
+        f"{plan.ttff_estimate_ms[1]:,.0f} ms."
+    )
     return [
         f"1. **One session's CPU.** Summing every engine's requests x service time x threads "
         f"at batch size 1: **{cores_per_session:.2f} cores busy per session** (batching "
@@ -295,10 +305,7 @@ def box_derivation(plan: Plan) -> list[str]:
         f"2. **Closed-form guess.** {box.cores:g} cores x {plan.options.cpu_utilisation:.2f} / "
         f"{cores_per_session:.2f} = {guess:.1f} sessions per box; the simulator starts its "
         "search there.",
-        f"3. **Simulated.** Every engine is one worker thread; all share the box's "
-        f"{box.cores:g} cores by processor sharing. Loads tried: {tested or 'none'}. The most "
-        f"that meet the SLO: **{plan.max_sessions} per box**"
-        f"{f' (TTFF p95 {sim.ttff_p95_ms:,.0f} ms)' if sim else ''}.",
+        step3,
         f"4. **Boxes.** {plan.peak_sessions} peak sessions / {box.sessions_per_box} = "
         f"**{box.boxes} boxes** x ${box.box_usd_per_h:.3f}/h ({box.cores:g} vCPUs x "
         f"${plan.catalog.vcpu_on_demand_usd_per_h:g}) = **${plan.cost_peak_usd_per_h:,.2f}/h**.",

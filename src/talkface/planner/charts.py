@@ -38,9 +38,9 @@ def cost_chart(plan: Plan, path: Path) -> Path:
             fontsize=8,
         )
     ax.set_ylabel("USD per hour at the peak")
-    ax.set_title(
-        f"Cost: ${plan.cost_peak_usd_per_h:,.2f}/h at the peak, "
-        f"${plan.cost_per_session_hour_usd:.3f} per session-hour"
+    ax.set_title(  # "\$": two bare dollar signs would make matplotlib typeset mathtext
+        f"Cost: \\${plan.cost_peak_usd_per_h:,.2f}/h at the peak, "
+        f"\\${plan.cost_per_session_hour_usd:.3f} per session-hour"
     )
     ax.margins(y=0.25)
     return _save(fig, path)

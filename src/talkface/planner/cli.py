@@ -92,8 +92,35 @@ def plan_command(
             "--sim-turns", min=50, help="Turns measured per simulation (more: slower, steadier)."
         ),
     ] = 2000,
+    image: Annotated[
+        str,
+        typer.Option("--image", help="Container image of every pod in rayservice.yaml."),
+    ] = "talkface:latest",
+    cache_stats: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-stats",
+            help="Measured cache hit rates (JSON: faq_cache_hit_rate, tts_cache_hit_rate, "
+            "animation_cache_hit_rate). Without it, or an option below, the rates are 0.",
+        ),
+    ] = None,
+    faq_cache_hit_rate: Annotated[
+        float | None,
+        typer.Option("--faq-cache-hit-rate", min=0, max=1, help="Assume this FAQ hit rate."),
+    ] = None,
+    tts_cache_hit_rate: Annotated[
+        float | None,
+        typer.Option("--tts-cache-hit-rate", min=0, max=1, help="Assume this TTS hit rate."),
+    ] = None,
+    animation_cache_hit_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--animation-cache-hit-rate", min=0, max=1, help="Assume this animation hit rate."
+        ),
+    ] = None,
 ) -> None:
-    """Plan GPUs, cost and latency; write report.md, charts, serve_config.yaml, plan.json."""
+    """Plan GPUs, cost and latency; write report.md, charts, serve_config.yaml,
+    rayservice.yaml and plan.json."""
     if (profile is None) == (preset is None):
         raise _fail("give exactly one of --profile profile.json or --preset published")
     if preset is not None and preset not in PRESETS:
@@ -111,6 +138,13 @@ def plan_command(
             allow_gpu=allow_gpu,
             simulate=simulate,
             sim_turns=sim_turns,
+            image=image,
+            cache_stats=cache_stats,
+            cache_rates={
+                "faq_cache_hit_rate": faq_cache_hit_rate,
+                "tts_cache_hit_rate": tts_cache_hit_rate,
+                "animation_cache_hit_rate": animation_cache_hit_rate,
+            },
         )
     except TalkfaceError as exc:
         raise _fail(str(exc)) from None
@@ -128,10 +162,14 @@ def _run(
     allow_gpu: list[str] | None,
     simulate: bool,
     sim_turns: int,
+    image: str,
+    cache_stats: Path | None = None,
+    cache_rates: dict[str, float | None] | None = None,
 ) -> None:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from talkface.planner.cache_rates import apply_cache_rates
     from talkface.planner.catalog import GPUCatalog
     from talkface.planner.make import make_plan
     from talkface.planner.plan import PlanOptions
@@ -141,7 +179,12 @@ def _run(
 
     loaded = Profile.from_published() if profile is None else Profile.load(profile)
     catalog = GPUCatalog.load(gpus)
-    load = Workload.load(workload)
+    load, cache_sources = apply_cache_rates(
+        Workload.load(workload),
+        workload_file=workload,
+        stats_file=cache_stats,
+        command_line=cache_rates,
+    )
     try:
         options = PlanOptions(
             slo=SLO(ttff_p95_ms=slo_ttff_p95_ms),
@@ -149,6 +192,7 @@ def _run(
             simulate=simulate,
             sim_turns=sim_turns,
             gpus=tuple(allow_gpu) if allow_gpu else None,
+            cache_rate_sources=tuple(cache_sources.items()),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -171,7 +215,7 @@ def _run(
             progress=lambda message: bar.update(task, description=message),
         )
         bar.update(task, description="writing the report")
-        files = write_plan(plan, out)
+        files = write_plan(plan, out, image=image)
     summary = plan.summary()
     gpus_text = ", ".join(f"{n} x {k}" for k, n in sorted(plan.gpu_counts.items())) or "no GPUs"
     typer.echo(
@@ -183,11 +227,23 @@ def _run(
         typer.echo(
             f"time to first frame at the peak: p50 {summary['ttff_p50_ms']} ms, "
             f"p95 {summary['ttff_p95_ms']} ms (SLO {slo_ttff_p95_ms:g} ms): "
-            f"{'meets' if plan.meets_slo else 'MISSES'} the SLO"
+            f"{'meets' if plan.meets_slo else 'MISSES'} the SLO (simulated)"
         )
+    else:
+        p95 = summary["ttff_estimate_p95_ms"]
+        typer.echo(
+            f"not simulated: closed-form time to first frame p95 {p95} ms "
+            f"({'within' if p95 <= slo_ttff_p95_ms else 'OVER'} the SLO of "
+            f"{slo_ttff_p95_ms:g} ms; unchecked)"
+        )
+    for stage, engine in loaded.engines.items():
+        if engine.not_shipped is not None and stage in plan.stages:
+            typer.echo(f"{stage}: {engine.not_shipped}")
+    written = ("report", "serve_config", "rayservice", "plan")
     typer.echo(
         f"wrote {files['report']}, {files['serve_config'].name}, "
-        f"{files['plan'].name} and {len(files) - 3} charts"
+        f"{files['rayservice'].name}, {files['plan'].name} "
+        f"and {len(files) - len(written)} charts"
     )
 
 

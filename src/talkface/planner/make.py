@@ -221,7 +221,11 @@ def _plan_cluster(
             "The closed-form search could not reach the latency target with the "
             "GPUs allowed; the plan is the fastest it found."
         )
-    meets = sim.meets(options.slo) if sim is not None else choice.analytic_feasible
+    meets = (
+        sim.meets(options.slo)
+        if sim is not None
+        else choice.analytic_feasible and p95_s * 1000 <= options.slo.ttff_p95_ms
+    )
     return Plan(
         mode="cluster",
         sessions=sessions,
@@ -296,13 +300,12 @@ def _plan_cpu_box(
         sim = results[max(1, per_box)]
     else:
         per_box = guess
-    meets = per_box >= 1
     if per_box == 0:
         notes.append(
             "One box cannot serve even one session within the SLO; the plan gives "
             "each session its own box and still misses the SLO."
         )
-    per_box = max(1, per_box)
+    per_box_found, per_box = per_box, max(1, per_box)
     boxes = math.ceil(peak / per_box)
     box_price = cores * catalog.vcpu_on_demand_usd_per_h
     load = stage_demands(workload, profile.pipeline, per_box, shape)
@@ -336,6 +339,9 @@ def _plan_cpu_box(
             / max(cores, 1e-9),
         )
     mean_s, p95_s = ttff_estimate_s(chosen)
+    # Not simulated, a box "serves" its closed-form guess; only the estimate's own p95
+    # can say whether that meets the SLO.
+    meets = per_box_found >= 1 if sim is not None else p95_s * 1000 <= options.slo.ttff_p95_ms
     return Plan(
         mode="cpu_box",
         sessions=sessions,
@@ -351,7 +357,7 @@ def _plan_cpu_box(
         ttff_estimate_ms=(mean_s * 1000, p95_s * 1000),
         simulation=sim,
         curve=curve,
-        max_sessions=per_box if meets else 0,
+        max_sessions=(per_box_found if sim is not None else None),
         meets_slo=meets,
         cost_peak_usd_per_h=boxes * box_price,
         cost_average_usd_per_h=math.ceil(sessions / per_box) * box_price,

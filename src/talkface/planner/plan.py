@@ -42,6 +42,9 @@ class PlanOptions:
         bump_rounds: most corrections the simulator may ask for.
         max_sessions_rel_tol: how close the simulated "most sessions within the SLO" is
             bracketed in a cluster plan (0.03: within 3 %); CPU boxes are found exactly.
+        cache_rate_sources: where each cache hit rate of the workload came from
+            (``(name, source)`` pairs, see :mod:`talkface.planner.cache_rates`; None: the
+            report derives them from the workload).
     """
 
     slo: SLO = field(default_factory=SLO)
@@ -59,6 +62,7 @@ class PlanOptions:
     curve_points: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     bump_rounds: int = 8
     max_sessions_rel_tol: float = 0.03
+    cache_rate_sources: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.max_utilisation < 1:
@@ -151,7 +155,8 @@ class Plan:
         curve: simulations at other loads (sessions-vs-latency).
         max_sessions: most sessions the peak configuration serves within the SLO
             (simulated; None when not simulated).
-        meets_slo: the peak configuration meets the SLO (simulated when simulated).
+        meets_slo: the peak configuration meets the SLO: simulated when simulated,
+            otherwise its closed-form TTFF p95 is within the SLO (see :attr:`slo_checked_by`).
         cost_peak_usd_per_h: cost per hour at the peak.
         cost_average_usd_per_h: cost per hour at the average load (autoscaled).
         cost_per_session_hour_usd: average cost / average sessions.
@@ -190,6 +195,11 @@ class Plan:
     cpu_box: CpuBox | None = None
 
     @property
+    def slo_checked_by(self) -> Literal["simulation", "closed_form"]:
+        """What :attr:`meets_slo` rests on."""
+        return "simulation" if self.simulation is not None else "closed_form"
+
+    @property
     def total_gpus(self) -> int:
         return sum(self.gpu_counts.values())
 
@@ -209,5 +219,6 @@ class Plan:
             "ttff_p95_ms": round(sim.ttff_p95_ms) if sim else None,
             "ttff_estimate_p95_ms": round(self.ttff_estimate_ms[1]),
             "meets_slo": self.meets_slo,
+            "slo_checked_by": self.slo_checked_by,
             "max_sessions": self.max_sessions,
         }

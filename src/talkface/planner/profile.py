@@ -198,6 +198,8 @@ class EngineProfile(BaseModel):
         max_wait_ms: the batching wait it ran with (null: 5 ms).
         estimate: True when the numbers are published estimates, not measurements.
         source: where the numbers come from, for the report.
+        not_shipped: set when talkface does not ship this backend: the label every plan
+            line that sizes it carries (None: a backend talkface ships).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -217,6 +219,7 @@ class EngineProfile(BaseModel):
     max_wait_ms: float | None = Field(None, ge=0, le=10_000)
     estimate: bool = False
     source: str = ""
+    not_shipped: str | None = Field(None, min_length=1)
 
     @property
     def on_gpu(self) -> bool:

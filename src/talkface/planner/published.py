@@ -13,7 +13,8 @@ From those, one batch of ``b`` requests takes ``t(b) = t(1) * b ** alpha`` with
 batch and equals the table at ``batch_ref``. The LLM decodes one token per sequence per
 step, with ``step(b) = step(1) * (1 + slowdown * (b - 1))``. Ranges in the table use
 their midpoint. VAD and the video encoder are not in the table; their CPU numbers are
-talkface's own estimates. Every engine is marked ``estimate: true``.
+talkface's own estimates. Every engine is marked ``estimate: true``; the animator (a
+Wav2Lip-class GPU model, which talkface does not ship) also carries ``not_shipped``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from talkface.planner.profile import (
 )
 
 SEED_TABLE_SOURCE = "seed per-module table (published estimate)"
+NOT_SHIPPED_GPU_ANIMATOR = (
+    "not shipped: priced from published figures for a GPU lip-sync model; "
+    "talkface ships only the CPU landmark-warp animator"
+)
 _SIGMA = 0.12  # log-normal spread of one batch's time: p95 is 22 % above the median
 _BATCHES = (1, 2, 4, 8, 16)
 
@@ -244,6 +249,7 @@ def published_profile() -> Profile:
             rtf=anim.rtf_batch1,
             estimate=True,
             source=SEED_TABLE_SOURCE,
+            not_shipped=NOT_SHIPPED_GPU_ANIMATOR,
         ),
         "encoder": EngineProfile(
             backend="libx264 ultrafast 512x512 (CPU)",

@@ -1,4 +1,5 @@
-"""Writing a plan out: ``report.md`` with charts, ``serve_config.yaml`` and ``plan.json``."""
+"""Writing a plan out: ``report.md`` with charts, ``serve_config.yaml``, ``rayservice.yaml``
+and ``plan.json``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import numpy as np
 
 from talkface.errors import ConfigError
 from talkface.planner._derivation import box_derivation, stage_derivation
+from talkface.planner._scale_out import scale_out_lines
+from talkface.planner.cache_rates import NO_CACHE, default_sources
 from talkface.planner.charts import write_charts
 from talkface.planner.closed_form import mg1_mean_wait_s
 from talkface.planner.plan import Plan
+from talkface.planner.pools import gateway_plan
 from talkface.planner.published import PUBLISHED_TABLE, batching_exponent
-from talkface.planner.serve_config import serve_config, serve_config_yaml
+from talkface.planner.rayservice import DEFAULT_IMAGE, rayservice_yaml
+from talkface.planner.serve_config import serve_config_yaml
 from talkface.planner.simulate import SEGMENTS, SimulationResult
 
 
@@ -26,6 +31,19 @@ def _usd(x: float) -> str:
 
 def _check(ok: bool) -> str:
     return "meets the SLO" if ok else "**misses the SLO**"
+
+
+def _verdict(plan: Plan) -> str:
+    """The headline sentence: it claims only what was checked."""
+    if plan.simulation is not None:
+        return f"The plan {_check(plan.meets_slo)} (simulated at the peak)."
+    p95, slo = plan.ttff_estimate_ms[1], plan.options.slo.ttff_p95_ms
+    within = "within" if p95 <= slo else "**over**"
+    return (
+        f"Not simulated (`--no-simulate`): the closed-form estimate of TTFF p95 is "
+        f"{p95:,.0f} ms, {within} the SLO of {slo:,.0f} ms; only a simulation checks "
+        "whether the plan meets it."
+    )
 
 
 def _headline(plan: Plan) -> list[str]:
@@ -87,10 +105,57 @@ def _headline(plan: Plan) -> list[str]:
                 f"({_usd(o.usd_per_video_min_spot)} per rendered minute)",
             )
         )
-    verdict = _check(plan.meets_slo)
-    lines = [f"The plan {verdict}.", "", "| | |", "|---|---|"]
+    for sp in plan.stages.values():
+        label = plan.profile.engines[sp.stage].not_shipped
+        if label is not None:
+            where = f"{sp.replicas} x {sp.device}" if plan.mode == "cluster" else sp.device
+            rows.append(
+                (f"{sp.stage} ({where}, {_usd(sp.cost_usd_per_h)}/h at the peak)", f"**{label}**")
+            )
+    lines = [_verdict(plan), "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return lines
+
+
+def _not_shipped(plan: Plan, stage: str) -> str:
+    label = plan.profile.engines[stage].not_shipped  # type: ignore[index]
+    return "" if label is None else f" ({label})"
+
+
+def _prompt_text(plan: Plan) -> str:
+    wl = plan.workload
+    mean = wl.evaluated_prompt_tokens_mean
+    if wl.prompt_reuse == "fixed_share":
+        return (
+            f"{mean:,.0f} tokens: every turn evaluates its whole {wl.prompt_tokens.mean:g}-token "
+            f"prompt less {wl.prompt_cached_share:.0%} from a cache (`prompt_reuse: fixed_share`)"
+        )
+    return (
+        f"{mean:,.0f} tokens on average (prefix reuse, as talkface's per-conversation KV "
+        f"cache does): {wl.new_prompt_tokens.mean:g} new tokens a turn; the first of "
+        f"{wl.conversation_turns:g} turns {wl.first_prompt_tokens.mean:g}; a turn whose "
+        f"cache was evicted ({wl.prefix_cache_miss_share:.0%} of later turns) the whole "
+        f"{wl.prompt_tokens.mean:g}-token history"
+    )
+
+
+def _cache_sources(plan: Plan) -> dict[str, str]:
+    given = plan.options.cache_rate_sources
+    return dict(given) if given is not None else default_sources(plan.workload)
+
+
+def _cache_rows(plan: Plan) -> list[str]:
+    wl = plan.workload
+    sources = _cache_sources(plan)
+    what = {
+        "faq_cache_hit_rate": ("FAQ cache", "of turns"),
+        "tts_cache_hit_rate": ("TTS cache", "of sentences"),
+        "animation_cache_hit_rate": ("animation cache", "of sentences"),
+    }
+    return [
+        f"| {name} hit rate | {getattr(wl, key):.0%} {unit} ({sources.get(key, NO_CACHE)}) |"
+        for key, (name, unit) in what.items()
+    ]
 
 
 def _inputs(plan: Plan) -> list[str]:
@@ -104,12 +169,12 @@ def _inputs(plan: Plan) -> list[str]:
         f"| turns per session per minute | {wl.turns_per_min:g} "
         f"(a turn every {wl.cycle_s:.0f} s) |",
         f"| user utterance | {wl.utterance_s.mean:g} s mean (cv {wl.utterance_s.cv:g}) |",
-        f"| LLM prompt / reply | {wl.prompt_tokens.mean:g} / {wl.reply_tokens.mean:g} tokens; "
+        f"| LLM prompt evaluated per turn | {_prompt_text(plan)} |",
+        f"| LLM reply | {wl.reply_tokens.mean:g} tokens; "
         f"first sentence {wl.first_sentence_tokens.mean:g} tokens |",
         f"| speech | {wl.speech_s_per_token:g} s per token -> {shape.reply_s:.1f} s per reply, "
         f"{shape.sentences:.2f} sentences |",
-        f"| caches | FAQ {wl.faq_cache_hit_rate:.0%} of turns, TTS {wl.tts_cache_hit_rate:.0%} "
-        f"and animation {wl.animation_cache_hit_rate:.0%} of sentences |",
+        *_cache_rows(plan),
         f"| video | {pipe.fps:g} fps, animator chunks of {pipe.animator_chunk_frames} frames "
         f"({pipe.chunk_s * 1000:.0f} ms), {shape.chunks:.1f} chunks per reply |",
         f"| SLO | TTFF p95 <= {plan.options.slo.ttff_p95_ms:,.0f} ms from the end of speech + "
@@ -315,7 +380,8 @@ def render_report(plan: Plan, charts: dict[str, Path]) -> str:
                 f"{sp.replicas} x {sp.device}, max_batch_size {sp.max_batch_size}"
                 if sp.hosting == "engine" and plan.mode == "cluster"
                 else f"{sp.device}, {sp.hosting.replace('_', ' ')}"
-            ),
+            )
+            + _not_shipped(plan, sp.stage),
             "",
             *stage_derivation(plan, sp),
             "",
@@ -353,21 +419,8 @@ def render_report(plan: Plan, charts: dict[str, Path]) -> str:
         "",
         "## Scale-out settings",
         "",
-        "`serve_config.yaml` is a Ray Serve config (`serve deploy serve_config.yaml`) with, "
-        "per deployment, these values:",
-        "",
-        "| deployment | min / initial / max replicas | target_ongoing_requests | "
-        "max_batch_size | batch_wait_timeout_s | num_gpus |",
-        "|---|---|---|---|---|---|",
+        *scale_out_lines(plan),
     ]
-    for d in serve_config(plan)["applications"][0]["deployments"]:
-        a, u = d["autoscaling_config"], d.get("user_config", {})
-        lines.append(
-            f"| {d['name']} | {a['min_replicas']} / {a['initial_replicas']} / "
-            f"{a['max_replicas']} | {a['target_ongoing_requests']} | "
-            f"{u.get('max_batch_size', '-')} | {u.get('batch_wait_timeout_s', '-')} | "
-            f"{d['ray_actor_options']['num_gpus']} |"
-        )
     lines += [
         "",
         "## Offline render jobs on spot capacity",
@@ -456,7 +509,14 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             ],
             "offline": plan.offline,
             "cpu_box": plan.cpu_box,
+            "gateway": gateway_plan(plan),
             "workload": plan.workload.model_dump(),
+            "cache_rate_sources": _cache_sources(plan),
+            "not_shipped": {
+                stage: engine.not_shipped
+                for stage, engine in plan.profile.engines.items()
+                if engine.not_shipped is not None and stage in plan.stages
+            },
             "slo": plan.options.slo.model_dump(),
             "corrections": list(plan.corrections),
             "notes": list(plan.notes),
@@ -464,8 +524,14 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     )
 
 
-def write_plan(plan: Plan, out: str | Path) -> dict[str, Path]:
-    """Write ``report.md``, the charts, ``serve_config.yaml`` and ``plan.json`` into ``out``.
+def write_plan(plan: Plan, out: str | Path, *, image: str = DEFAULT_IMAGE) -> dict[str, Path]:
+    """Write ``report.md``, the charts, ``serve_config.yaml``, ``rayservice.yaml`` and
+    ``plan.json`` into ``out``.
+
+    Args:
+        plan: the plan.
+        out: the folder (created if missing).
+        image: the container image ``rayservice.yaml`` runs in every pod.
 
     Raises:
         ConfigError: ``out`` cannot be created or written.
@@ -477,10 +543,12 @@ def write_plan(plan: Plan, out: str | Path) -> dict[str, Path]:
         files = {
             "report": out / "report.md",
             "serve_config": out / "serve_config.yaml",
+            "rayservice": out / "rayservice.yaml",
             "plan": out / "plan.json",
         }
         files["report"].write_text(render_report(plan, charts), encoding="utf-8")
         files["serve_config"].write_text(serve_config_yaml(plan), encoding="utf-8")
+        files["rayservice"].write_text(rayservice_yaml(plan, image=image), encoding="utf-8")
         files["plan"].write_text(json.dumps(plan_json(plan), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write the plan to {out}: {exc}") from None

@@ -293,7 +293,7 @@ class _PipelineSim:
         utterance_s = wl.utterance_s.sample(rng)
         boundaries, audio, hits = plan_reply(wl, rng)
         faq_hit = rng.random() < wl.faq_cache_hit_rate
-        prompt = wl.prompt_tokens.sample(rng) * (1 - wl.prompt_cached_share)
+        prompt = wl.sample_evaluated_prompt_tokens(rng)
         turn = Turn(self, audio, hits)
         turn.t_ref = env.now + utterance_s + self.hangover_s
         turn.measured = self.measure_from_s <= turn.t_ref < self.measure_until_s

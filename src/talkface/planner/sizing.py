@@ -44,7 +44,7 @@ class ReplyShape:
         first_tokens_p95: 95th percentile of tokens to the first sentence.
         first_audio_s_p95: 95th percentile of the first sentence's speech.
         utterance_s_p95: 95th percentile of the user's utterance.
-        prompt_tokens_p95: 95th percentile of the LLM prompt.
+        prompt_tokens_p95: 95th percentile of the prompt tokens the LLM evaluates.
     """
 
     vad_windows: float
@@ -94,6 +94,7 @@ def reply_shape(workload: Workload, pipeline: PipelineSettings, *, draws: int = 
         first_audio.append(audio[0])
         utterances.append(utterance_s)
     m = sums / draws
+    prompts = [workload.sample_evaluated_prompt_tokens(rng) for _ in range(draws)]
     return ReplyShape(
         vad_windows=m[0],
         sentences=m[1],
@@ -107,9 +108,7 @@ def reply_shape(workload: Workload, pipeline: PipelineSettings, *, draws: int = 
         first_tokens_p95=float(np.percentile(first_tokens, 95)),
         first_audio_s_p95=float(np.percentile(first_audio, 95)),
         utterance_s_p95=float(np.percentile(utterances, 95)),
-        prompt_tokens_p95=float(
-            np.percentile([workload.prompt_tokens.sample(rng) for _ in range(draws)], 95)
-        ),
+        prompt_tokens_p95=float(np.percentile(prompts, 95)),
     )
 
 
@@ -373,7 +372,7 @@ def stage_demands(
     window_s = pipeline.vad_window_ms / 1000.0
     llm_turns = turns_per_s * (1 - workload.faq_cache_hit_rate)
     chunk_s = shape.chunk_frames / pipeline.fps
-    prompt = workload.prompt_tokens.mean * (1 - workload.prompt_cached_share)
+    prompt = workload.evaluated_prompt_tokens_mean
 
     def demand(
         stage: Stage, rate: float, work: float, first: float, first_p95: float, media: float
@@ -410,7 +409,7 @@ def stage_demands(
             llm_turns,
             prompt,
             prompt,
-            shape.prompt_tokens_p95 * (1 - workload.prompt_cached_share),
+            shape.prompt_tokens_p95,
             0.0,
         ),
         "tts": demand(

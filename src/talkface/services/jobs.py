@@ -22,15 +22,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from talkface.config import Settings
-from talkface.engines import ModelThread
+from talkface.engines import ModelThread, offline_work
 from talkface.errors import TalkfaceError
 from talkface.runtime import Runtime
 from talkface.services.render import RenderedVideo, RenderSpec, render_job
 from talkface.services.store import JobRecord, Store, worker_identity
 from talkface.trace import TurnTrace
+
+if TYPE_CHECKING:
+    from talkface.services.quotas import QuotaLedger
 
 logger = logging.getLogger(__name__)
 
@@ -106,15 +109,17 @@ class RenderQueue:
         observer: told how each job ended, and each text job's latency trace.
         concurrency: jobs rendered at once.
         runner: renders one job (default: here, through ``state.runtime``'s engines).
+        quotas: the daily quotas per key: checked at submission, charged when a video is done.
     """
 
     def __init__(self, state: EngineHost, store: Store, observer: RenderObserver | None = None,
-                 *, concurrency: int = RENDERS_AT_ONCE, runner: RenderRunner | None = None
-                 ) -> None:
+                 *, concurrency: int = RENDERS_AT_ONCE, runner: RenderRunner | None = None,
+                 quotas: QuotaLedger | None = None) -> None:
         self.state = state
         self.store = store
         self._observer = observer
         self._runner = runner
+        self._quotas = quotas
         self._concurrency = concurrency
         self._worker_id = worker_identity()
         self._wakeup = asyncio.Event()
@@ -126,7 +131,10 @@ class RenderQueue:
 
         Raises:
             Overloaded: ``limits.max_pending_renders`` jobs are already waiting.
+            QuotaExceeded: ``owner``'s rendered video minutes are used up today.
         """
+        if self._quotas is not None:
+            self._quotas.check_render(owner, spec)
         job = JobRecord(id=job_id or new_job_id(), owner=owner, status="queued", kind=spec.kind,
                         spec=spec.to_dict(), created_s=time.time())
         limit = self.state.settings.server.limits.max_pending_renders
@@ -180,6 +188,10 @@ class RenderQueue:
     async def run(self) -> None:
         """Render jobs until cancelled (at shutdown, running jobs go back to the queue)."""
         try:
+            # Unfinished videos of renders that a killed server left behind.
+            removed = await asyncio.to_thread(self.store.remove_stale_partials)
+            if removed:
+                logger.info("event=render_partials_removed count=%d", removed)
             if not await self._until_ready():
                 return
             await asyncio.to_thread(self.store.purge, time.time() - KEEP_FINISHED_S)
@@ -245,7 +257,9 @@ class RenderQueue:
     async def _render(self, job: JobRecord) -> None:
         store = self.store
         spec = RenderSpec.from_dict(job.spec)
-        logger.info("render %s: attempt %d", job.id, job.attempts)
+        logger.info("event=render_attempt job=%s attempt=%d", job.id, job.attempts)
+        if job.attempts > 1:  # an earlier attempt was cut short: its file goes
+            await asyncio.to_thread(store.remove_partials, job.id)
         running: _Running
 
         def on_progress(fraction: float) -> None:
@@ -260,7 +274,8 @@ class RenderQueue:
             rendering = render_job(self.state.runtime, spec, store.video_path(job.id),
                                    input_path=store.input_path(job), encoder=self._encoder,
                                    on_progress=on_progress)
-        task = asyncio.create_task(rendering, name=f"render-{job.id}")
+        with offline_work():  # the task's engine requests wait behind live sessions'
+            task = asyncio.create_task(rendering, name=f"render-{job.id}")
         running = _Running(task=task)
         self._running[job.id] = running
         try:
@@ -281,7 +296,7 @@ class RenderQueue:
             task.cancel()
             await asyncio.wait({task})
             await asyncio.to_thread(store.release, job.id, self._worker_id)
-            logger.info("render %s: handed back to the queue (shutdown)", job.id)
+            logger.info("event=render_handed_back job=%s reason=shutdown", job.id)
             self._running.pop(job.id, None)
             raise
         try:
@@ -296,7 +311,7 @@ class RenderQueue:
         if task.cancelled() and running.cancelled_by_user:
             await asyncio.to_thread(store.remove_files, job)
             self._count("cancelled")
-            logger.info("render %s: cancelled", job.id)
+            logger.info("event=render_cancelled job=%s", job.id)
             return
         error = (asyncio.CancelledError("render cancelled by someone else") if task.cancelled()
                  else task.exception())
@@ -307,13 +322,17 @@ class RenderQueue:
             )
             await asyncio.to_thread(store.remove_files, job, keep_video=kept)
             if kept:
+                logger.info("event=render_done job=%s duration_s=%.2f", job.id,
+                            video.duration_s)
+                if self._quotas is not None:
+                    self._quotas.rendered(job.owner, video.duration_s)
                 if self._observer is not None:
                     self._observer.render_ended("done", video.trace)
             return
         if isinstance(error, TalkfaceError):
             code, message = error.code, str(error)
         else:
-            logger.error("render %s failed", job.id, exc_info=error)
+            logger.error("event=render_error job=%s", job.id, exc_info=error)
             code = "internal"
             message = f"internal error ({type(error).__name__}); it was logged, please report it"
         recorded = await asyncio.to_thread(store.finish, job.id, self._worker_id, status="failed",
@@ -321,7 +340,7 @@ class RenderQueue:
         await asyncio.to_thread(store.remove_files, job)
         if recorded:  # else it was cancelled while it failed: that is how it ended
             self._count("failed")
-            logger.info("render %s: failed (%s)", job.id, code)
+            logger.info("event=render_failed job=%s code=%s", job.id, code)
 
     def _count(self, status: str) -> None:
         if self._observer is not None:

@@ -6,6 +6,12 @@ Everything lives under ``server.data_dir`` (default ``$TALKFACE_CACHE_DIR/render
     jobs.sqlite3        jobs and avatar owners (SQLite, WAL: several server processes share it)
     inputs/<job>.<ext>  uploaded audio of lip-sync jobs, until the job ends
     videos/<job>.mp4    finished videos
+    videos/.<job>.mp4.<random>.mp4
+                        a video being written; one whose process was killed is removed
+                        when a server starts (:meth:`Store.remove_stale_partials`) and
+                        before the job is tried again
+
+A job's files go with it: its input, its video and any unfinished video.
 
 A job is claimed by one worker at a time with a lease that the worker renews while it
 renders. A server that stops cleanly hands its running jobs back (``queued``); one that
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from talkface.errors import Overloaded
+from talkface.output.mp4 import partial_files, partial_target
 
 MAX_ATTEMPTS = 3
 """A job whose render was cut short this many times by a dying server (clean restarts
@@ -325,10 +332,47 @@ class Store:
         self.remove_files(job)
 
     def remove_files(self, job: JobRecord, *, keep_video: bool = False) -> None:
+        """Remove the job's input and unfinished videos, and its video unless ``keep_video``."""
         paths = [self.input_path(job)] + ([] if keep_video else [self.video_path(job.id)])
         for path in paths:
             if path is not None:
                 path.unlink(missing_ok=True)
+        self.remove_partials(job.id)
+
+    def remove_partials(self, job_id: str) -> int:
+        """Remove the unfinished videos of ``job_id`` (its earlier attempts were cut short)."""
+        removed = 0
+        for partial in partial_files(self.video_path(job_id)):
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+                removed += 1
+        return removed
+
+    def remove_stale_partials(self) -> int:
+        """Remove every unfinished video that no live worker is writing (at start-up).
+
+        A render cut short by a killed process leaves one; a job running on a live worker
+        of another process sharing this folder keeps its own.
+
+        Returns:
+            How many were removed.
+        """
+        found: dict[str, list[Path]] = {}
+        for candidate in self.videos_dir.glob(".*.mp4"):
+            target = partial_target(candidate)
+            if target is not None and target.suffix == ".mp4":
+                found.setdefault(target.stem, []).append(candidate)
+        removed = 0
+        now = time.time()
+        for job_id, partials in found.items():
+            job = self.get(job_id)
+            if job is not None and job.status == "running" and not _abandoned(job, now):
+                continue
+            for partial in partials:
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+                    removed += 1
+        return removed
 
     def purge(self, finished_before_s: float) -> int:
         """Delete jobs that ended before ``finished_before_s`` (unix), and their files."""

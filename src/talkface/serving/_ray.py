@@ -15,7 +15,7 @@ from typing import Any
 import ray
 from ray import serve
 
-from talkface.errors import BackendUnavailable, ConfigError
+from talkface.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -60,24 +60,14 @@ def running_applications() -> dict[str, Any]:
     return dict(serve.status().applications)
 
 
-def deploy_config(config: dict[str, Any]) -> None:
-    """Apply a Serve config (``serve deploy`` format) on the connected cluster, as
+def deploy_config(schema: Any) -> None:
+    """Apply a checked Serve config (a ``ServeDeploySchema``, see
+    :func:`talkface.serving.deploy.check_serve_config`) on the connected cluster, as
     ``serve run config.yaml`` does; returns once submitted (poll :func:`running_applications`).
-
-    Raises:
-        ConfigError: Ray's own schema refuses the config.
     """
-    from pydantic import ValidationError
     from ray.serve._private import api as serve_private_api
     from ray.serve.config import gRPCOptions
-    from ray.serve.schema import ServeDeploySchema
 
-    try:
-        schema = ServeDeploySchema.model_validate(config)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"the Serve config is not valid at {where}: {first['msg']}") from None
     client = serve_private_api.serve_start(
         http_options=schema.http_options.model_dump(),
         proxy_location=schema.proxy_location,

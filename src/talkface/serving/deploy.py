@@ -15,8 +15,12 @@ _BATCH_KEYS = {"max_batch_size", "batch_wait_timeout_s"}
 _BATCHING = {"ASR", "TTS", "Animator"}
 
 
-def check_serve_config(config: dict[str, Any]) -> None:
-    """Raise :class:`ConfigError` naming the first problem of ``config``, if any."""
+def check_serve_config(config: dict[str, Any]) -> Any:
+    """``config`` as Ray's ``ServeDeploySchema``, once it is known to deploy.
+
+    Raises:
+        ConfigError: the first problem found, named.
+    """
     from pydantic import ValidationError
     from ray.serve.schema import ServeDeploySchema
 
@@ -45,6 +49,7 @@ def check_serve_config(config: dict[str, Any]) -> None:
             if isinstance(batch, int) and isinstance(ongoing, int) and ongoing < batch:
                 raise ConfigError(f"deployment {name!r}: max_ongoing_requests ({ongoing}) is "
                                   f"below max_batch_size ({batch}); a batch could never fill")
+    return schema
 
 
 def _build(import_path: str, args: dict[str, Any]) -> set[str]:

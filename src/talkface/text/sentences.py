@@ -72,10 +72,23 @@ class SplitOptions:
         """The default options for ``language`` (``"zh"``, or English for anything else)."""
         return _ZH_OPTIONS if language == "zh" else _EN_OPTIONS
 
+    @classmethod
+    def whole_sentences(cls) -> SplitOptions:
+        """Options that cut only where a sentence or a line ends, however short or long it
+        is (for code that needs sentence boundaries rather than speakable pieces)."""
+        return _WHOLE_SENTENCE_OPTIONS
+
 
 _EN_OPTIONS = SplitOptions()
 _ZH_OPTIONS = SplitOptions(
     first_piece_min_chars=5, min_piece_chars=4, max_piece_chars=50, first_piece_max_chars=50
+)
+_UNLIMITED_CHARS = 1 << 30
+_WHOLE_SENTENCE_OPTIONS = SplitOptions(
+    first_piece_min_chars=_UNLIMITED_CHARS,
+    min_piece_chars=1,
+    max_piece_chars=_UNLIMITED_CHARS,
+    first_piece_max_chars=_UNLIMITED_CHARS,
 )
 # Words that start a phrase: a first piece cut before one of them still sounds whole.
 _PHRASE_STARTERS = frozenset(
@@ -376,6 +389,20 @@ class SentenceSplitter:
         if token == "etc":
             return _Cut.SENTENCE if starts_sentence and not follower.isdigit() else None
         return None if follower.islower() else _Cut.SENTENCE
+
+
+def ends_sentence(piece: str) -> bool:
+    """Whether ``piece`` ends with sentence punctuation (. ! ? … 。 ！ ？), closing quotes
+    and brackets after it aside.
+
+    Example:
+        >>> ends_sentence('She said "yes."'), ends_sentence("Here is the list:")
+        (True, False)
+    """
+    end = len(piece.rstrip())
+    while end > 0 and piece[end - 1] in _CLOSERS:
+        end -= 1
+    return end > 0 and piece[end - 1] in _TERMINATORS
 
 
 def split_sentences(

@@ -10,40 +10,39 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from talkface.engines import BatchingOptions, BatchingSettings, ModelThread
+from talkface.engines import BatchingSettings, ModelThread, StageSettings
 from talkface.errors import BadInput
 from talkface.messages import Emotion, SpeechAudio
 
 MAX_SENTENCE_CHARS = 2_000
+DEFAULT_ZH_VOICES = ("zh-baker", "espeak-zh")
+"""Chinese voices in order of preference when ``voice_zh`` is not set."""
 
 
-class TTSSettings(BaseModel):
+class TTSSettings(StageSettings):
     """Settings of the TTS stage.
 
     Attributes:
         voice_en: the voice used for English when none is named.
-        voice_zh: the voice used for Chinese when none is named.
+        voice_zh: the voice used for Chinese when none is named; None picks the first
+            installed of :data:`DEFAULT_ZH_VOICES` (the neural zh-baker, else espeak-zh).
         speed: speaking rate; 1.0 is the voice's natural rate.
         timeout_s: longest one synthesis batch may take.
         num_threads: inference threads per loaded voice (1 is best on a shared small CPU).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     voice_en: str = "joe"
-    voice_zh: str = "espeak-zh"
+    voice_zh: str | None = None
     speed: float = Field(1.0, gt=0.25, le=4.0)
     timeout_s: float = Field(30.0, gt=0)
     num_threads: int = Field(1, ge=1, le=64)
     batching: BatchingSettings = Field(
-        default_factory=lambda: BatchingSettings(max_batch_size=4, max_wait_ms=2.0, max_queue_size=256)
+        default_factory=lambda: BatchingSettings(
+            max_batch_size=4, max_wait_ms=2.0, max_queue_size=256
+        )
     )
-
-    def batching_options(self) -> BatchingOptions:
-        """The engine limits for these settings."""
-        return self.batching.options(timeout_s=self.timeout_s * 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +55,8 @@ class VoiceInfo:
         language: its main language ("en", "zh").
         model_id: what the backend needs to find the voice (a path, an espeak voice).
         description: one line for ``talkface voices``.
+        license: one line on the terms of use of the voice (its model and training data),
+            shown by ``talkface voices``.
     """
 
     name: str
@@ -63,6 +64,7 @@ class VoiceInfo:
     language: str
     model_id: str
     description: str
+    license: str = "unknown"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

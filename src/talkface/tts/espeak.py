@@ -40,6 +40,7 @@ _LISTED_VOICES = (
     ("espeak-zh", "zh", "cmn-latn-pinyin", "Mandarin Chinese, male, espeak-ng (pinyin voice)"),
     ("espeak-en", "en", "en-us", "English (US), male, espeak-ng"),
 )
+ESPEAK_LICENSE = "GPL-3.0-or-later (espeak-ng and its voice data)"
 _CHINESE_PUNCTUATION = str.maketrans("，。！？；：、（）“”‘’《》", ",.!?;:,()\"\"''\"\"")
 
 
@@ -58,6 +59,7 @@ def voice_for_language(code: str) -> VoiceInfo:
                 language=language,
                 model_id=espeak_voice,
                 description=description,
+                license=ESPEAK_LICENSE,
             )
     return VoiceInfo(
         name=f"espeak-{code}",
@@ -65,6 +67,7 @@ def voice_for_language(code: str) -> VoiceInfo:
         language=code,
         model_id=code,
         description=f"espeak-ng voice for {code!r}",
+        license=ESPEAK_LICENSE,
     )
 
 
@@ -160,24 +163,35 @@ class EspeakTTS(TTSBackend):
         )
 
     def _run_espeak(self, espeak_voice: str, text: str, request: SynthesisRequest) -> np.ndarray:
-        if not re.search(r"\w", text):
-            return np.zeros(0, np.float32)
-        rate_wpm = str(int(ESPEAK_RATE_WPM * request.speed * self.settings.speed))
-        try:
-            # Text goes through stdin so that no user text is ever read as an option.
-            completed = subprocess.run(
-                [self._binary, "-v", espeak_voice, "-s", rate_wpm, "-b", "1", "--stdout"],
-                input=text.encode("utf-8"),
-                capture_output=True,
-                timeout=_SUBPROCESS_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise BackendError("espeak-ng did not finish in time", retryable=True) from None
-        if completed.returncode != 0:
-            detail = completed.stderr.decode("utf-8", "replace").strip()[:200]
-            raise BackendError(
-                f"espeak-ng failed for voice {espeak_voice!r}: {detail}", retryable=False
-            )
-        audio, rate_hz = _wav_to_float32(completed.stdout)
-        return resample(audio, rate_hz, OUTPUT_RATE_HZ)
+        rate_wpm = int(ESPEAK_RATE_WPM * request.speed * self.settings.speed)
+        return run_espeak(self._binary, espeak_voice, text, rate_wpm)
+
+
+def run_espeak(binary: str, espeak_voice: str, text: str, rate_wpm: int) -> np.ndarray:
+    """Speak ``text`` with one espeak-ng voice; float32 samples at :data:`OUTPUT_RATE_HZ`.
+
+    Text without a letter or digit gives no samples (espeak-ng would say nothing useful).
+
+    Raises:
+        BackendError: espeak-ng failed or did not finish in time.
+    """
+    if not re.search(r"\w", text):
+        return np.zeros(0, np.float32)
+    try:
+        # Text goes through stdin so that no user text is ever read as an option.
+        completed = subprocess.run(
+            [binary, "-v", espeak_voice, "-s", str(rate_wpm), "-b", "1", "--stdout"],
+            input=text.encode("utf-8"),
+            capture_output=True,
+            timeout=_SUBPROCESS_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BackendError("espeak-ng did not finish in time", retryable=True) from None
+    if completed.returncode != 0:
+        detail = completed.stderr.decode("utf-8", "replace").strip()[:200]
+        raise BackendError(
+            f"espeak-ng failed for voice {espeak_voice!r}: {detail}", retryable=False
+        )
+    audio, rate_hz = _wav_to_float32(completed.stdout)
+    return resample(audio, rate_hz, OUTPUT_RATE_HZ)

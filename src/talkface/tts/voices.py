@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from talkface.errors import BackendUnavailable, BadInput
 from talkface.registry import load_backend_class
-from talkface.tts.base import TTSBackend, TTSSettings, VoiceInfo
+from talkface.tts.base import DEFAULT_ZH_VOICES, TTSBackend, TTSSettings, VoiceInfo
 from talkface.tts.registry import TTS_BACKENDS
 
 
@@ -33,11 +33,13 @@ def resolve_voice(name: str | None, language: str, settings: TTSSettings) -> Voi
     Raises:
         BadInput: no such voice; the message lists the ones there are.
     """
-    if name is None:
-        name = settings.voice_zh if language == "zh" else settings.voice_en
-        if language not in ("en", "zh"):
-            name = f"espeak-{language}"
     voices = list_voices()
+    if name is None:
+        name = settings.voice_en
+        if language == "zh":
+            name = settings.voice_zh or _first_installed(DEFAULT_ZH_VOICES, voices)
+        elif language != "en":
+            name = f"espeak-{language}"
     for voice in voices:
         if voice.name == name:
             return voice
@@ -51,3 +53,8 @@ def resolve_voice(name: str | None, language: str, settings: TTSSettings) -> Voi
         return voice_for_language(name.removeprefix("espeak-"))
     known = ", ".join(v.name for v in voices) or "none (run: talkface doctor)"
     raise BadInput(f"unknown voice {name!r}; available voices: {known}")
+
+
+def _first_installed(names: tuple[str, ...], voices: list[VoiceInfo]) -> str:
+    installed = {v.name for v in voices}
+    return next((n for n in names if n in installed), names[-1])

@@ -1,14 +1,17 @@
-// talkface browser client: one WebRTC session with the avatar. Plain ES module, no build step.
+// talkface browser client: one live session with the avatar. Plain ES modules, no build step.
 //
 // Flow: the page's URL carries a short-lived session token (?token=...). "Start" opens the
-// microphone, makes a WebRTC offer (no STUN: iceServers is empty, the server answers with
-// the addresses it has) and posts it to /v1/sessions/webrtc, which creates the session and
-// returns the answer. Avatar audio and video arrive as tracks; everything else (transcripts,
-// reply text, turn events, latency, errors) arrives as JSON on the data channel, where the
-// page also sends typed text and interrupts. Protocol: talkface/api/schemas.py.
+// microphone and connects over WebRTC (webrtc.js); where WebRTC cannot connect (blocked, no
+// UDP path) the page says so and uses the WebSocket stream instead (websocket.js, played
+// through Media Source Extensions by mse.js). Either way the avatar plays in the same
+// <video>, and the same JSON events (transcripts, reply text, turn events, latency, errors)
+// drive this page, which sends typed text and interrupts back. Protocol:
+// talkface/api/schemas.py and docs/realtime.md.
 
-const PROTOCOL_VERSION = 1;
-const ICE_GATHER_TIMEOUT_MS = 3000;
+import { NoConnection, UserError, httpError } from "./transport.js";
+import { WebRTCTransport } from "./webrtc.js";
+import { WebSocketTransport } from "./websocket.js";
+
 const CLOCK_SYNC_INTERVAL_MS = 10000;
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +19,7 @@ const ui = {
   status: $("status"), notice: $("notice"), frame: $("video-frame"), video: $("avatar"),
   placeholder: $("placeholder"), start: $("start"), mic: $("mic"), micLabel: $("mic-label"),
   micLevel: $("mic-level"), interrupt: $("interrupt"), hangup: $("hangup"), log: $("log"),
+  transport: $("transport-note"),
   composer: $("composer"), text: $("text"), send: $("send"), latency: $("latency"),
   voice: $("opt-voice"), language: $("opt-language"), avatar: $("opt-avatar"),
   persona: $("opt-persona"),
@@ -27,9 +31,11 @@ const token = new URLSearchParams(location.search).get("token");
 const state = {
   status: "idle",
   sessionId: null,
-  pc: null,
-  channel: null,
+  transport: null, // the live session's WebRTCTransport or WebSocketTransport
+  transportName: null, // "webrtc" or "websocket", kept after the session ends
+  fallbackReason: null, // why WebRTC could not connect, when the page fell back
   microphone: null,
+  audioContext: null,
   micStartedAtClientMs: null,
   clockOffsetMs: 0, // server clock minus this page's clock
   bestRttMs: Infinity,
@@ -37,19 +43,17 @@ const state = {
   errors: [],
   turns: {}, // turn id -> {transcript, reply, speakingAt, shownAt, latency, interrupted}
   framesShown: 0,
-  pendingFirstFrames: [], // turns whose first frame is on its way: {turnId, sentAt}
-  recentFrames: [], // {received, shown} in server ms
-  connection: null,
-  selectedCandidates: async () => selectedCandidates(),
+  pendingFirstFrames: [], // turns whose first frame is on its way: {turnId, isFirst(frame)}
+  recentFrames: [], // {received, shown} in server ms, mediaTime in s
+  get pc() { return state.transport?.pc ?? null; },
+  get channel() { return state.transport?.channel ?? null; },
+  selectedCandidates: async () => (await state.transport?.selectedCandidates?.()) ?? null,
   micStartedAtServerMs: () =>
     state.micStartedAtClientMs === null ? null : state.micStartedAtClientMs + state.clockOffsetMs,
 };
 window.talkface = state;
 
 const clientNowMs = () => performance.timeOrigin + performance.now();
-const serverNowMs = () => clientNowMs() + state.clockOffsetMs;
-
-class UserError extends Error {}
 
 // --- status and notices ---------------------------------------------------------------------
 
@@ -124,8 +128,10 @@ function onEvent(event) {
     }
     case "speaking":
       turn(event.turn_id).speakingAt = event.server_time_ms;
-      state.pendingFirstFrames.push({ turnId: event.turn_id, sentAt: event.server_time_ms });
-      matchFirstFrames();
+      state.transport?.firstFrame(event).then((isFirst) => {
+        state.pendingFirstFrames.push({ turnId: event.turn_id, isFirst });
+        matchFirstFrames();
+      });
       setStatus("speaking", "speaking");
       break;
     case "interrupted": {
@@ -164,10 +170,7 @@ function onEvent(event) {
 }
 
 function send(message) {
-  const channel = state.channel;
-  if (!channel || channel.readyState !== "open") return false;
-  channel.send(JSON.stringify({ v: PROTOCOL_VERSION, ...message }));
-  return true;
+  return state.transport?.send(message) ?? false;
 }
 
 // --- latency readout ------------------------------------------------------------------------
@@ -211,15 +214,19 @@ function onPong(event) {
   }
 }
 
+let watchingFrames = false;
+
 function watchFrames() {
   const video = ui.video;
-  if (!("requestVideoFrameCallback" in video)) return;
+  if (watchingFrames || !("requestVideoFrameCallback" in video)) return;
+  watchingFrames = true;
   const onFrame = (now, meta) => {
     state.framesShown += 1;
     const base = performance.timeOrigin + state.clockOffsetMs;
     state.recentFrames.push({
       received: base + (meta.receiveTime ?? meta.presentationTime ?? now),
       shown: base + (meta.expectedDisplayTime ?? now),
+      mediaTime: meta.mediaTime,
     });
     if (state.recentFrames.length > 200) state.recentFrames.shift();
     matchFirstFrames();
@@ -229,10 +236,9 @@ function watchFrames() {
 }
 
 function matchFirstFrames() {
-  // A turn's first frame is the first one received after the server sent it (frames come
-  // one per 1/fps, so the one before was received well before).
-  state.pendingFirstFrames = state.pendingFirstFrames.filter(({ turnId, sentAt }) => {
-    const frame = state.recentFrames.find((f) => f.received >= sentAt - 1);
+  // Which frame is a turn's first is the transport's to say (see firstFrame in transport.js).
+  state.pendingFirstFrames = state.pendingFirstFrames.filter(({ turnId, isFirst }) => {
+    const frame = state.recentFrames.find(isFirst);
     if (!frame) return true;
     turn(turnId).shownAt = frame.shown;
     send({ type: "frame_presented", turn_id: turnId, presented_at_ms: frame.shown });
@@ -271,7 +277,9 @@ async function openMicrophone() {
 
 function showMicLevel(stream) {
   try {
+    // One context for the meter and, over the WebSocket, for streaming the microphone.
     const context = new AudioContext();
+    state.audioContext = context;
     const analyser = context.createAnalyser();
     analyser.fftSize = 512;
     context.createMediaStreamSource(stream).connect(analyser);
@@ -287,7 +295,8 @@ function showMicLevel(stream) {
     };
     draw();
   } catch {
-    // The meter is a nicety; without WebAudio the conversation works the same.
+    // The meter is a nicety; without WebAudio WebRTC works the same (the WebSocket cannot
+    // stream the microphone, and typing still works).
   }
 }
 
@@ -302,94 +311,31 @@ function sessionOptions() {
   return options;
 }
 
-function waitForIceGathering(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState === "complete") resolve();
-    };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, ICE_GATHER_TIMEOUT_MS); // send what has been gathered so far
-  });
-}
-
-async function httpError(response) {
-  let message = `${response.status} ${response.statusText}`;
-  try {
-    message = (await response.json()).error?.message ?? message;
-  } catch {
-    // not JSON: keep the status line
-  }
-  if (response.status === 401) {
-    return new UserError(/expired/.test(message)
-      ? "This page's session token has expired. Open a fresh link: `talkface serve` prints " +
-        "one, and POST /v1/tokens mints new tokens."
-      : `This page's session token was refused (${message}). Open the link that ` +
-        "`talkface serve` prints.");
-  }
-  if (response.status === 503) {
-    const retry = response.headers.get("Retry-After");
-    return new UserError(`The server is busy: ${message}` +
-                         (retry ? ` Try again in ${retry} s.` : ""));
-  }
-  if (response.status === 429) return new UserError(`Too many requests: ${message}`);
-  return new UserError(message);
-}
-
 async function start() {
   clearNotice();
   ui.start.disabled = true;
+  ui.transport.hidden = true;
   setStatus("connecting", "connecting…");
   try {
     state.microphone = await openMicrophone();
-    const pc = new RTCPeerConnection({ iceServers: [] });
-    state.pc = pc;
-    pc.addTransceiver("video", { direction: "recvonly" });
-    if (state.microphone) {
-      pc.addTransceiver(state.microphone.getAudioTracks()[0],
-                        { direction: "sendrecv", streams: [state.microphone] });
-    } else {
-      pc.addTransceiver("audio", { direction: "recvonly" });
+    const hooks = {
+      video: ui.video, microphone: state.microphone, audioContext: state.audioContext,
+      options: sessionOptions(), token, onEvent, onClose: transportClosed,
+    };
+    state.transport = new WebRTCTransport(hooks);
+    try {
+      await state.transport.connect();
+    } catch (err) {
+      if (!(err instanceof NoConnection)) throw err;
+      await state.transport.close(); // its server session too, before the next one starts
+      state.fallbackReason = err.message;
+      showTransport(`WebRTC failed (${err.message}): streaming over WebSocket.`);
+      state.transport = new WebSocketTransport(hooks);
+      await state.transport.connect();
     }
-    const channel = pc.createDataChannel("talkface", { ordered: true });
-    state.channel = channel;
-    channel.onopen = onChannelOpen;
-    channel.onmessage = (message) => {
-      try {
-        onEvent(JSON.parse(message.data));
-      } catch (err) {
-        console.warn("bad event from the server", err);
-      }
-    };
-    channel.onclose = () => ended("The connection to the server closed.");
-    const remote = new MediaStream();
-    ui.video.srcObject = remote;
-    pc.ontrack = (event) => {
-      remote.addTrack(event.track);
-      ui.video.play().catch(() => {}); // Start was a click: playback with sound is allowed
-    };
-    pc.onconnectionstatechange = () => {
-      state.connection = pc.connectionState;
-      if (pc.connectionState === "failed") {
-        notice("The media connection failed: the browser could not reach the server over " +
-               "UDP (a firewall or VPN may block it).");
-        ended(null);
-      }
-    };
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForIceGathering(pc);
-    const response = await fetch("/v1/sessions/webrtc", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-      body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp,
-                             options: sessionOptions() }),
-    });
-    if (!response.ok) throw await httpError(response);
-    const answer = await response.json();
-    state.sessionId = answer.session_id;
-    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    ui.placeholder.hidden = true;
-    watchFrames();
+    state.transportName = state.transport.name;
+    state.sessionId = state.transport.sessionId;
+    connected();
   } catch (err) {
     notice(err instanceof UserError ? err.message
       : `Could not connect to the server (${err.message ?? err}). Is talkface serve running?`);
@@ -399,9 +345,21 @@ async function start() {
   }
 }
 
+function showTransport(message) {
+  ui.transport.textContent = ui.transport.title = message;
+  ui.transport.hidden = false;
+}
+
+function transportClosed(message, alert) {
+  if (alert) notice(message);
+  ended(alert ? null : message);
+}
+
 let clockTimer = null;
 
-function onChannelOpen() {
+function connected() {
+  ui.placeholder.hidden = true;
+  watchFrames();
   ui.text.disabled = ui.send.disabled = false;
   ui.hangup.disabled = false;
   ui.mic.disabled = !state.microphone;
@@ -414,9 +372,11 @@ function onChannelOpen() {
 
 function teardown() {
   clearInterval(clockTimer);
-  state.pc?.close();
+  state.transport?.close();
+  state.transport = null;
   state.microphone?.getTracks().forEach((track) => track.stop());
-  state.pc = null;
+  state.audioContext?.close().catch(() => {});
+  state.audioContext = null;
 }
 
 function ended(message) {
@@ -455,31 +415,9 @@ ui.mic.addEventListener("click", () => {
   ui.micLabel.textContent = track.enabled ? "mic on" : "muted";
 });
 
-ui.hangup.addEventListener("click", async () => {
-  const id = state.sessionId;
-  ended("You ended the conversation.");
-  if (id) {
-    await fetch(`/v1/sessions/${encodeURIComponent(id)}`, {
-      method: "DELETE", headers: { Authorization: `Bearer ${token}` }, keepalive: true,
-    }).catch(() => {});
-  }
-});
+ui.hangup.addEventListener("click", () => ended("You ended the conversation."));
 
 window.addEventListener("pagehide", teardown);
-
-async function selectedCandidates() {
-  // The addresses the media actually flows between (tests check they are loopback).
-  if (!state.pc) return null;
-  const stats = await state.pc.getStats();
-  for (const report of stats.values()) {
-    if (report.type === "transport" && report.selectedCandidatePairId) {
-      const pair = stats.get(report.selectedCandidatePairId);
-      return { local: stats.get(pair.localCandidateId)?.address,
-               remote: stats.get(pair.remoteCandidateId)?.address };
-    }
-  }
-  return null;
-}
 
 async function loadVoices() {
   const response = await fetch("/v1/voices", { headers: { Authorization: `Bearer ${token}` } });

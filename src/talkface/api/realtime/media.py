@@ -11,8 +11,11 @@ milliseconds, for as long as the session lasts. :class:`AvatarMedia` sits betwee
   cuts);
 * the transport's clock (a WebRTC track's ``recv``, a WebSocket ticker) asks for "the
   frame for time t" and "audio samples n..n+k"; between turns it gets idle frames
-  (rendered ahead with :meth:`Conversation.idle_frames`, so one is always ready) and
-  silence;
+  and silence: the avatar's shared looping :class:`~talkface.api.realtime.idle_clip.IdleClip`
+  once it is loaded (no animator, and no JPEG encoder: :meth:`AvatarMedia.cached_jpeg`),
+  until then frames rendered ahead with :meth:`Conversation.idle_frames`, so one is
+  always ready. A change between the loop and a turn's frames is cross-faded over
+  ``FADE_FRAMES``, so the head does not jump;
 * an :class:`~talkface.messages.Interrupt` throws away the turn's media not yet played,
   so the avatar stops within one audio chunk.
 
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from talkface.api.realtime.idle_clip import IdleClip, IdleClipSource, blend
 from talkface.audio import pcm16_to_float32, resample
 from talkface.clock import Clock
 from talkface.conversation import Conversation
@@ -58,6 +62,7 @@ MAX_QUEUED_FRAMES = 40  # beyond this a lagging sink loses its oldest frames
 IDLE_AHEAD_FRAMES = 25  # idle frames kept rendered ahead (one second at 25 fps)
 IDLE_CHUNK_FRAMES = 10
 _IDLE_RETRY_S = 1.0
+FADE_FRAMES = 4  # frames that cross-fade between the idle loop and a turn
 _DRAIN_MARGIN_NS = 1_000_000_000
 
 MessageSink = Callable[[Message], None]
@@ -102,6 +107,7 @@ class _IdleFeed:
         self._next_index = 0  # index of the frame after the last one rendered
         self._generation = 0
         self._paused = False
+        self._stopped = False
         self._wake = asyncio.Event()
 
     def take(self) -> np.ndarray | None:
@@ -127,6 +133,11 @@ class _IdleFeed:
         self._paused = False
         self._wake.set()
 
+    def stop(self) -> None:
+        """The idle loop plays from now on: render nothing more."""
+        self._stopped = True
+        self._frames.clear()
+
     async def fill(self, count: int) -> None:
         """Render ``count`` frames now (raises what the animator raises: a bad avatar)."""
         first = self._next_index
@@ -137,7 +148,7 @@ class _IdleFeed:
         """Keep ``IDLE_AHEAD_FRAMES`` rendered, forever (cancel to stop)."""
         while True:
             self._wake.clear()
-            if self._paused or len(self._frames) >= IDLE_AHEAD_FRAMES:
+            if self._paused or self._stopped or len(self._frames) >= IDLE_AHEAD_FRAMES:
                 await self._wake.wait()
                 continue
             generation, first = self._generation, self._next_index
@@ -148,7 +159,7 @@ class _IdleFeed:
                 logger.warning("idle frames could not be rendered: %s", exc)
                 await asyncio.sleep(_IDLE_RETRY_S)
                 continue
-            if generation == self._generation:  # not restarted meanwhile
+            if generation == self._generation and not self._stopped:  # not restarted meanwhile
                 self._frames.extend(frames)
                 self._next_index = first + len(frames)
 
@@ -182,10 +193,12 @@ class AvatarMedia:
             its media has played (at once when it was interrupted).
         on_first_output: told when a turn's first media leaves through
             :meth:`video_frame` or :meth:`audio`.
+        idle_clip: where the shared idle loop comes from (None: every idle frame is
+            rendered for this session).
     """
 
     def __init__(self, conversation: Conversation, *, fps: int, on_message: MessageSink,
-                 on_first_output: TurnSink) -> None:
+                 on_first_output: TurnSink, idle_clip: IdleClipSource | None = None) -> None:
         self._conversation = conversation
         self.clock: Clock = conversation.clock
         self._playout: Playout = conversation.playout
@@ -209,6 +222,12 @@ class AvatarMedia:
         self._played = asyncio.Event()  # set whenever queued media or an event goes out
         self._start_ns: int | None = None
         self.dropped_frames = 0
+        self._clip_source = idle_clip
+        self._clip: IdleClip | None = None
+        self._clip_index: int | None = None  # loop frame on screen, as the loop has it
+        self._showing_clip = False
+        self._fade_from: np.ndarray | None = None
+        self._fade_left = 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -225,10 +244,26 @@ class AvatarMedia:
         async with asyncio.TaskGroup() as group:
             idle = group.create_task(self._idle.run(), name="idle-frames")
             timer = group.create_task(self._deferred_loop(), name="turn-ends")
+            clip = group.create_task(self._load_clip(), name="idle-clip")
             await self._pump()
             await self._drain()
             idle.cancel()
             timer.cancel()
+            clip.cancel()
+
+    async def _load_clip(self) -> None:
+        """Switch to the shared idle loop once it exists (the first session builds it)."""
+        source = self._clip_source
+        if source is None:
+            return
+        try:
+            clip = await source.load(self._conversation.idle_frames, self.fps)
+        except TalkfaceError as exc:
+            logger.warning("the idle loop could not be made (idle frames are rendered "
+                           "per session): %s", exc)
+            return
+        self._clip = clip
+        self._idle.stop()
 
     def start_clock(self) -> int:
         """The stream's time zero (set by the first caller): sample 0, frame tick 0."""
@@ -254,13 +289,17 @@ class AvatarMedia:
         if chosen is not None:
             self._played.set()
             self._shown_turn = chosen.turn_id
-            self._last_image = chosen.image
             self._last_spoken_index = chosen.index
             self._started(chosen.turn_id)
-            return chosen.image
+            self._last_image = self._faded(chosen.image, from_clip=False)
+            return self._last_image
         if self._shown_turn is not None and self._shown_turn in self._turns:
             # The turn is still being made but its next frame is late: hold this one.
             assert self._last_image is not None
+            return self._last_image
+        if self._clip is not None:
+            self._shown_turn = None
+            self._last_image = self._clip_frame(at_ns)
             return self._last_image
         idle = self._idle.take()
         if idle is not None:
@@ -269,6 +308,41 @@ class AvatarMedia:
         if self._last_image is None:
             raise RuntimeError("AvatarMedia.prepare() must run before frames are read")
         return self._last_image
+
+    def cached_jpeg(self, image: np.ndarray) -> bytes | None:
+        """``image`` as JPEG, when it is a frame of the idle loop as encoded once (else
+        None: encode it)."""
+        clip, index = self._clip, self._clip_index
+        if clip is None or index is None or not clip.jpegs or image is not clip.frames[index]:
+            return None
+        return clip.jpegs[index]
+
+    def _clip_frame(self, at_ns: int) -> np.ndarray:
+        clip = self._clip
+        assert clip is not None and self._clip_source is not None
+        tick = round((at_ns - self.start_clock()) * self.fps / NS_PER_S)
+        index = (tick + self._clip_source.phase_frames) % len(clip)
+        self._clip_index = index
+        image = self._faded(clip.frames[index], from_clip=True)
+        if image is not clip.frames[index]:
+            self._clip_index = None  # a cross-faded frame has no JPEG of its own
+        return image
+
+    def _faded(self, image: np.ndarray, *, from_clip: bool) -> np.ndarray:
+        """``image``, cross-faded from the last frame shown when the source changed
+        between the idle loop and the animator (only while the loop is in use)."""
+        if self._clip is None:
+            return image
+        if from_clip != self._showing_clip:
+            self._showing_clip = from_clip
+            self._fade_from, self._fade_left = self._last_image, FADE_FRAMES
+        if not from_clip:
+            self._clip_index = None
+        if self._fade_left <= 0 or self._fade_from is None:
+            return image
+        weight = self._fade_left / (FADE_FRAMES + 1)  # of the frame faded from
+        self._fade_left -= 1
+        return blend(image, self._fade_from, weight)
 
     def audio(self, first_sample: int, num_samples: int) -> bytes:
         """``num_samples`` of s16le mono PCM at ``AUDIO_RATE_HZ`` from stream sample
@@ -356,6 +430,8 @@ class AvatarMedia:
             await asyncio.sleep(delay_ns / NS_PER_S)
 
     def _end_turn(self, end: EndOfTurn) -> None:
+        if end.turn_id in self._cut_turns and not end.interrupted:
+            return  # it was cut before it could play out: its interrupted end follows
         turn = self._turns.pop(end.turn_id, None)
         if turn is not None and turn.last_index is not None:
             self._idle.restart(turn.last_index + 1)

@@ -1,8 +1,10 @@
 """What goes out to a WebSocket client: a send queue bounded in bytes, and the encoders.
 
 * :class:`SendQueue`: frames wait here for a slow client; JPEG frames are dropped oldest
-  first, audio and MP4 fragments are never dropped (a client that takes nothing for
-  ``STALL_TIMEOUT_S`` is disconnected instead), so memory stays bounded either way;
+  first, audio and MP4 fragments are never dropped, so memory stays bounded either way.
+  It knows how long its oldest unsent message has waited (:meth:`SendQueue.stalled_ns`):
+  a client whose messages wait longer than ``STALL_TIMEOUT_S`` is disconnected (1013),
+  however few bytes its stream needs;
 * :class:`FMP4Stream`: the live stream as fragmented MP4 through
   :class:`~talkface.output.mp4.MP4Writer` (init segment first, then fragments);
 * :func:`encode_jpeg` and :func:`media_header`: the ``jpeg`` output's binary frames.
@@ -19,28 +21,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from talkface.api.errors import ClientTooSlow
 from talkface.api.realtime.media import AUDIO_RATE_HZ
-from talkface.errors import TalkfaceError
+from talkface.clock import Clock, MonotonicClock
 from talkface.messages import NS_PER_S, SpeechAudio, VideoFrame
 from talkface.output.mp4 import MP4Writer, OutputSettings
 
 STALL_TIMEOUT_S = 10.0
+"""A client whose oldest unsent message has waited this long is disconnected."""
 MAX_SEND_BYTES = 4 * 1024 * 1024
 JPEG_QUALITY = 80
 FRAGMENT_S = 0.5  # fMP4 fragment length: what a client waits for, at most, for new media
 _MEDIA_HEADER = struct.Struct(">cQ")
 
 
-class ClientTooSlow(TalkfaceError):
-    """The client does not take what is sent fast enough."""
-
-    code = "client_too_slow"
-    http_status = 408
-
-
 @dataclass(slots=True)
 class _Outgoing:
     payload: str | bytes
+    queued_ns: int
     droppable: bool = False
     on_sent: Callable[[], None] | None = None
 
@@ -51,14 +49,17 @@ class SendQueue:
     Args:
         max_bytes: how much may wait; JSON events may exceed it (they are small and never
             dropped) up to twice as much.
+        clock: when each message was queued (tests pass a manual clock).
     """
 
-    def __init__(self, max_bytes: int = MAX_SEND_BYTES) -> None:
+    def __init__(self, max_bytes: int = MAX_SEND_BYTES, *, clock: Clock | None = None) -> None:
         self._items: collections.deque[_Outgoing] = collections.deque()
         self._bytes = 0
         self._max = max_bytes
+        self._clock = clock or MonotonicClock()
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
+        self._sending_since_ns: int | None = None  # queued_ns of the message being sent
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -68,6 +69,17 @@ class SendQueue:
     def queued_bytes(self) -> int:
         return self._bytes
 
+    def stalled_ns(self) -> int:
+        """How long the oldest message not yet taken by the client has waited (0: none).
+
+        A message counts until :meth:`sent` says the transport has handed it over, so a
+        send that blocks on a client that stopped reading counts too.
+        """
+        oldest = [at for at in (self._sending_since_ns,
+                                self._items[0].queued_ns if self._items else None)
+                  if at is not None]
+        return self._clock.now_ns() - min(oldest) if oldest else 0
+
     def put_event(self, text: str) -> None:
         """Queue a JSON event (never dropped).
 
@@ -76,7 +88,7 @@ class SendQueue:
         """
         if self._bytes > 2 * self._max:
             raise ClientTooSlow("the client is not reading its messages")
-        self._append(_Outgoing(text))
+        self._append(_Outgoing(text, self._clock.now_ns()))
 
     def put_droppable(self, data: bytes, on_sent: Callable[[], None] | None = None) -> None:
         """Queue a video frame; if the queue is full the oldest frames go first."""
@@ -85,7 +97,7 @@ class SendQueue:
         if self._bytes + len(data) > self._max:
             self.dropped += 1
             return
-        self._append(_Outgoing(data, droppable=True, on_sent=on_sent))
+        self._append(_Outgoing(data, self._clock.now_ns(), droppable=True, on_sent=on_sent))
 
     async def put(self, data: bytes, on_sent: Callable[[], None] | None = None) -> None:
         """Queue audio or an MP4 fragment (never dropped); waits while the queue is full.
@@ -104,17 +116,22 @@ class SendQueue:
                 raise ClientTooSlow(
                     f"the client took nothing for {STALL_TIMEOUT_S:.0f} s; its connection "
                     "is too slow for live video") from None
-        self._append(_Outgoing(data, on_sent=on_sent))
+        self._append(_Outgoing(data, self._clock.now_ns(), on_sent=on_sent))
 
     async def get(self) -> _Outgoing:
-        """The next frame to send (waits for one)."""
+        """The next frame to send (waits for one); call :meth:`sent` once it is sent."""
         while not self._items:
             self._readable.clear()
             await self._readable.wait()
         item = self._items.popleft()
         self._bytes -= len(item.payload)
+        self._sending_since_ns = item.queued_ns
         self._writable.set()
         return item
+
+    def sent(self) -> None:
+        """The frame :meth:`get` returned has been handed to the connection."""
+        self._sending_since_ns = None
 
     def _append(self, item: _Outgoing) -> None:
         self._items.append(item)

@@ -19,7 +19,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter, ValidationError
 
 from talkface.api.auth import Principal
+from talkface.api.errors import AvatarNotFound
+from talkface.api.realtime.idle_clip import IdleClipSource, idle_clip_cache
 from talkface.api.realtime.media import AUDIO_RATE_HZ, AvatarMedia
+from talkface.api.realtime.outgoing import encode_jpeg
 from talkface.api.schemas import (
     PROTOCOL_VERSION,
     ClientMessage,
@@ -44,9 +47,10 @@ from talkface.api.schemas import (
 )
 from talkface.api.sessions import LiveSession
 from talkface.conversation import ConversationOptions, TurnRecord
-from talkface.errors import BadInput, PayloadTooLarge, TalkfaceError
+from talkface.errors import BadInput, Overloaded, PayloadTooLarge, TalkfaceError
 from talkface.messages import EndOfTurn, Error, Interrupt, Message, TextDelta, Transcript
 from talkface.runtime import Runtime
+from talkface.text.policy import check_language, check_text, choose_voice
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ _CLIENT_MESSAGES: TypeAdapter[Any] = TypeAdapter(
 CLIENT_MESSAGE_TYPES = ("hello", "text", "interrupt", "ping", "frame_presented", "end")
 _FUTURE_SLACK_NS = 2_000_000_000  # a client clock may run this far ahead of ours
 _ERROR_REPEAT_S = 1.0
+_AVATAR_CHECK_TIMEOUT_S = 10.0
 
 EventSink = Callable[[ServerEvent], None]
 TurnObserver = Callable[[TurnRecord], None]
@@ -103,15 +108,9 @@ def parse_client_message(raw: str | bytes, *, max_bytes: int) -> ClientMessage:
 
 
 def error_event(exc: TalkfaceError, turn_id: int | None = None) -> ErrorEvent:
-    return ErrorEvent(code=exc.code, message=str(exc),
-                      retryable=bool(getattr(exc, "retryable", False)), turn_id=turn_id)
-
-
-class AvatarNotFound(TalkfaceError):
-    """The avatar id is not one of this key's avatars."""
-
-    code = "avatar_not_found"
-    http_status = 404
+    """The event that tells the client about ``exc`` (a full server: retry after...)."""
+    return ErrorEvent(code=exc.code, message=str(exc), retryable=exc.retryable,
+                      retry_after_s=exc.retry_after_s, turn_id=turn_id)
 
 
 async def check_avatar(app: Any, avatar_id: str | None, principal: Principal) -> None:
@@ -119,23 +118,36 @@ async def check_avatar(app: Any, avatar_id: str | None, principal: Principal) ->
 
     Raises:
         AvatarNotFound: ``avatar_id`` was not uploaded with this key.
+        Overloaded: the job store did not answer in time.
     """
     renders = getattr(app.state, "renders", None)  # the avatar store lives with the renders
     if avatar_id is None or renders is None:
         return
-    if not await asyncio.to_thread(renders.store.owns_avatar, avatar_id, principal.key_id):
+    try:
+        async with asyncio.timeout(_AVATAR_CHECK_TIMEOUT_S):
+            owned = await asyncio.to_thread(renders.store.owns_avatar, avatar_id,
+                                            principal.key_id)
+    except TimeoutError:
+        raise Overloaded("the server's job store is busy; try again in a little while",
+                         retry_after_s=5.0) from None
+    if not owned:
         raise AvatarNotFound(f"no avatar {avatar_id!r} for this API key; upload the portrait "
                              "first (POST /v1/avatars) and use the avatar_id it returns")
 
 
 def conversation_options(runtime: Runtime, options: LiveSessionOptions) -> ConversationOptions:
-    """The conversation options for ``options``, with the voice checked.
+    """The conversation options for ``options``, checked as ``talkface say`` checks them.
 
     Raises:
-        BadInput: an unknown voice (the message lists the voices there are).
+        BadInput: an unsupported language, an unknown voice (the message lists the voices
+            there are), or a voice that cannot speak the language asked for.
     """
+    language = check_language(options.language)
     if options.voice is not None:
-        runtime.resolve_voice(options.voice, options.language or "en")
+        if language is None:
+            runtime.resolve_voice(options.voice, "en")  # its language is checked per reply
+        else:
+            choose_voice(runtime.resolve_voice, options.voice, language)
     return ConversationOptions(voice=options.voice, language=options.language,
                                avatar_id=options.avatar_id, seed=options.seed,
                                persona=options.persona, live=True)
@@ -174,13 +186,29 @@ class RealtimeSession:
         """Called when a turn's first media leaves AvatarMedia; transports whose bytes
         leave later (fragmented MP4) replace it and call :meth:`mark_speaking` themselves."""
         self.media = AvatarMedia(self.conversation, fps=fps, on_message=self._on_message,
-                                 on_first_output=lambda turn: self.on_first_output(turn))
+                                 on_first_output=lambda turn: self.on_first_output(turn),
+                                 idle_clip=self._idle_clip_source(output, size_px))
         self.end_requested = False
         self._errors_sent: dict[tuple[str, str], float] = {}
 
     @property
     def session_id(self) -> str:
         return self.live.session_id
+
+    def _idle_clip_source(self, output: str, size_px: int) -> IdleClipSource | None:
+        runtime = self.conversation.runtime
+        settings = runtime.settings.server.idle_clip
+        if not settings.enabled:
+            return None
+        conversation = self.conversation
+
+        async def avatar_id() -> str:
+            return conversation.options.avatar_id or await runtime.default_avatar()
+
+        return IdleClipSource(cache=idle_clip_cache(runtime, settings), output=output,
+                              size_px=size_px, phase_frames=conversation.seed,
+                              avatar_id=avatar_id,
+                              encode_jpeg=encode_jpeg if output == "jpeg" else None)
 
     def ready_event(self) -> ReadyEvent:
         return ReadyEvent(session_id=self.session_id, media=self.media_format,
@@ -229,9 +257,8 @@ class RealtimeSession:
         """
         conversation = self.conversation
         if isinstance(message, TextMessage):
-            if len(message.text) > self._max_text_chars:
-                raise PayloadTooLarge(f"text is {len(message.text)} characters; the limit is "
-                                      f"{self._max_text_chars}")
+            # The server's limit (server.limits), then the conversation's own checks.
+            check_text(message.text, limit_chars=self._max_text_chars)
             await conversation.send_text(message.text)
         elif isinstance(message, InterruptMessage):
             await conversation.interrupt("client")
@@ -283,7 +310,9 @@ class RealtimeSession:
             self._send(InterruptedEvent(turn_id=message.turn_id, reason=message.reason))
         elif isinstance(message, Error):
             self._send(ErrorEvent(code=message.code, message=message.message,
-                                  retryable=message.retryable, turn_id=message.turn_id or None))
+                                  retryable=message.retryable,
+                                  retry_after_s=message.retry_after_s,
+                                  turn_id=message.turn_id or None))
         elif isinstance(message, EndOfTurn):
             self._send(TurnEndEvent(turn_id=message.turn_id, interrupted=message.interrupted,
                                     spoken_text=message.spoken_text))
@@ -296,7 +325,8 @@ class RealtimeSession:
         self._send(LatencyEvent(turn_id=turn_id, source=record.source,
                                 stages_ms=record.trace.as_dict(),
                                 prompt_tokens=record.prompt_tokens or None,
-                                evaluated_prompt_tokens=record.evaluated_prompt_tokens))
+                                evaluated_prompt_tokens=record.evaluated_prompt_tokens,
+                                route=record.route, fallback=record.fallback))
         if self._observe_turn is not None:
             try:
                 self._observe_turn(record)

@@ -1,7 +1,9 @@
 """The WebRTC transport (aiortc): microphone in; the avatar's audio, video and events out.
 
 One HTTP request creates the session and connects it: the client posts its SDP offer
-(ICE candidates gathered, no trickle) and gets the answer. Then:
+(ICE candidates gathered, no trickle) and gets the answer. The offer is checked
+(:func:`check_offer`) before a session is started for it, and each step after that has
+a time limit (:meth:`WebRTCTransport.connect`). Then:
 
 * the browser's microphone (Opus, decoded by aiortc) goes into the conversation as
   :class:`~talkface.messages.AudioChunk` s, in real time, as it arrives;
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import fractions
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -31,20 +34,24 @@ from aiortc import (
     RTCDataChannel,
     RTCPeerConnection,
     RTCSessionDescription,
+    sdp,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from talkface.api.realtime.media import AUDIO_RATE_HZ, AvatarMedia
+from talkface.api.realtime.quota import watch_live_quota
 from talkface.api.realtime.session import RealtimeSession, TurnObserver
 from talkface.api.schemas import ClosedEvent, ServerEvent
 from talkface.api.sessions import LiveSession
 from talkface.api.state import ServerState
-from talkface.errors import BadInput
+from talkface.errors import BadInput, Overloaded
 from talkface.messages import NS_PER_S, AudioChunk
 
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 30.0
+PREPARE_TIMEOUT_S = 30.0  # the first idle frames of the avatar
+ANSWER_TIMEOUT_S = 15.0  # the SDP answer, ICE candidates gathered
 AUDIO_CHUNK_SAMPLES = 960  # 20 ms at 48 kHz, one Opus frame
 VIDEO_CLOCK_HZ = 90_000  # RTP video clock
 _MAX_LATE_FRAMES = 5  # a video track this far behind skips ahead instead of bursting
@@ -121,6 +128,36 @@ class AvatarAudioTrack(MediaStreamTrack):
         return frame
 
 
+def check_offer(offer_sdp: str) -> None:
+    """Refuse an SDP offer that cannot be answered, before any work is done for it.
+
+    Raises:
+        BadInput: it does not parse, has no audio or video, or lacks what the connection
+            needs (ICE credentials, a DTLS fingerprint, RTCP multiplexing).
+    """
+    hint = ("send the offer of RTCPeerConnection.createOffer() after ICE gathering has "
+            "completed")
+    try:
+        description = sdp.SessionDescription.parse(offer_sdp)
+    except Exception as exc:
+        raise BadInput(f"the SDP offer could not be used (it does not parse: "
+                       f"{type(exc).__name__}); {hint}") from None
+    kinds = {media.kind for media in description.media}
+    if not kinds & {"audio", "video"}:
+        raise BadInput("the offer has no audio or video; add transceivers that receive "
+                       "the avatar (addTransceiver('video', {direction: 'recvonly'}))")
+    for media in description.media:
+        if not media.ice.usernameFragment or not media.ice.password:
+            raise BadInput(f"the offer's {media.kind} section has no ICE credentials "
+                           f"(a=ice-ufrag, a=ice-pwd); {hint}")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise BadInput(f"the offer's {media.kind} section has no DTLS fingerprint; "
+                           f"{hint}")
+        if media.kind in ("audio", "video") and not media.rtcp_mux:
+            raise BadInput(f"the offer's {media.kind} section does not multiplex RTCP "
+                           "(a=rtcp-mux), which this server needs")
+
+
 def mono_pcm16(frame: av.AudioFrame) -> bytes:
     """A decoded audio frame as mono s16le (channels averaged)."""
     samples = frame.to_ndarray().astype(np.int32)
@@ -169,6 +206,7 @@ class WebRTCTransport:
         """Why the session ends when its conversation does (default: by its end message,
         or closed by the server)."""
         self._overflowed = False
+        live.stop = self.close
         pc = self._pc
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
@@ -179,6 +217,28 @@ class WebRTCTransport:
         return self.session.session_id
 
     # --- signalling ------------------------------------------------------------------------
+
+    async def connect(self, offer_sdp: str) -> str:
+        """Prepare the avatar's media and answer ``offer_sdp``, each step time-limited.
+
+        Raises:
+            BadInput: the offer or the avatar cannot be used.
+            Overloaded: a step took too long (the server is too busy); retry later.
+        """
+        try:
+            async with asyncio.timeout(PREPARE_TIMEOUT_S):
+                await self.session.media.prepare()  # an unknown avatar fails here
+        except TimeoutError:
+            raise Overloaded(f"the server is too busy to start the avatar's stream (more "
+                             f"than {PREPARE_TIMEOUT_S:g} s); try again in a little while",
+                             retry_after_s=10.0) from None
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                return await self.answer(offer_sdp)
+        except TimeoutError:
+            raise Overloaded(f"the server could not answer the offer within "
+                             f"{ANSWER_TIMEOUT_S:g} s; try again in a little while",
+                             retry_after_s=10.0) from None
 
     async def answer(self, offer_sdp: str) -> str:
         """The SDP answer to ``offer_sdp`` (candidates included).
@@ -291,6 +351,8 @@ class WebRTCTransport:
             tasks = [
                 group.create_task(self._run_media(), name=f"media-{self.session_id}"),
                 group.create_task(self._read_inbox(), name=f"inbox-{self.session_id}"),
+                group.create_task(watch_live_quota(session, self.close),
+                                  name=f"quota-{self.session_id}"),
             ]
             tasks += [group.create_task(self._read_microphone(track), name=f"mic-{self.session_id}")
                       for track in self._microphones]
@@ -301,7 +363,7 @@ class WebRTCTransport:
 
     async def _run_media(self) -> None:
         await self.session.media.run()
-        self.close(self.end_reason or (
+        self.close(self.end_reason or self.session.live.end_reason or (
             "ended" if self.session.end_requested else "the session was closed"))
 
     async def _read_inbox(self) -> None:
@@ -343,7 +405,8 @@ class WebRTCTransport:
             self._video.stop()
             self._audio.stop()
             await self._pc.close()
-        logger.info("session %s ended: %s", self.session_id, self._reason)
+        logger.info("event=session_end session=%s transport=webrtc reason=%s",
+                    self.session_id, json.dumps(self._reason))
 
 
 async def _first(*aws: object) -> None:

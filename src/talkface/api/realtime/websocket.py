@@ -1,6 +1,7 @@
 """The WebSocket transport, for clients without WebRTC (programs, networks that block UDP).
 
-Protocol (``/v1/sessions/ws?token=<session token>``, or an ``Authorization`` header):
+Protocol (``/v1/sessions/ws?token=<session token>``, or an ``Authorization`` header with
+a key or a token; an API key in the URL is refused):
 
 1. The client's first frame is a JSON ``hello``: its microphone rate and the output it
    wants. The server answers ``ready`` (or an ``error`` and a close).
@@ -19,25 +20,30 @@ Protocol (``/v1/sessions/ws?token=<session token>``, or an ``Authorization`` hea
 
 Close codes: 1000 the session ended, 1008 a protocol error (bad or missing hello),
 1011 a server error, 1013 the client reads too slowly, 4401/4403/4429 credentials and
-rate limit, 4503 the server is busy or still loading (retry later).
+rate limit, 4503 the server is busy, still loading or shutting down (retry later).
 
-A slow client cannot make the server hoard memory: see
-:class:`~talkface.api.realtime.outgoing.SendQueue`.
+A slow client cannot make the server hoard memory or hold a session slot: see
+:class:`~talkface.api.realtime.outgoing.SendQueue`. Once a message has waited
+``STALL_TIMEOUT_S`` for a client that stopped reading, the session is closed (1013) and
+its slot freed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from talkface.api.auth import Forbidden, RateLimited, Unauthorized, bearer
+from talkface.api.auth import websocket_credential
+from talkface.api.deps import client_address
+from talkface.api.errors import ClientTooSlow, Forbidden, RateLimited, Unauthorized
+from talkface.api.realtime import outgoing
 from talkface.api.realtime.media import AUDIO_RATE_HZ
 from talkface.api.realtime.outgoing import (
-    ClientTooSlow,
     FMP4Stream,
     SendQueue,
     encode_jpeg,
@@ -45,6 +51,7 @@ from talkface.api.realtime.outgoing import (
     moov_complete,
     mse_mime,
 )
+from talkface.api.realtime.quota import watch_live_quota
 from talkface.api.realtime.session import (
     RealtimeSession,
     TurnObserver,
@@ -69,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 5.0
+PREPARE_TIMEOUT_S = 30.0  # the first idle frames and the encoder
+_WATCH_EVERY_S = 0.25
 MAX_AUDIO_AHEAD_NS = 1_000_000_000  # microphone audio may run this far ahead of real time
 
 CLOSE_NORMAL = 1000
@@ -116,6 +125,7 @@ class WebSocketTransport:
         self._done = asyncio.Event()
         self._reason = "ended"
         self._close_code = CLOSE_NORMAL
+        live.stop = self.close
 
     @property
     def session_id(self) -> str:
@@ -123,12 +133,18 @@ class WebSocketTransport:
 
     async def prepare(self) -> None:
         """Render the first idle frames and open the encoder (a bad avatar fails here)."""
-        await self.session.media.prepare()
-        if self._hello.output == "fmp4":
-            settings = self._state.settings
-            self._fmp4 = await self._encoder.run(lambda: FMP4Stream(
-                fps=settings.animator.fps, size_px=settings.animator.size_px,
-                settings=settings.output))
+        try:
+            async with asyncio.timeout(PREPARE_TIMEOUT_S):
+                await self.session.media.prepare()
+                if self._hello.output == "fmp4":
+                    settings = self._state.settings
+                    self._fmp4 = await self._encoder.run(lambda: FMP4Stream(
+                        fps=settings.animator.fps, size_px=settings.animator.size_px,
+                        settings=settings.output))
+        except TimeoutError:
+            raise Overloaded(f"the server is too busy to start the avatar's stream (more "
+                             f"than {PREPARE_TIMEOUT_S:g} s); try again in a little while",
+                             retry_after_s=10.0) from None
 
     def discard(self) -> None:
         """Never run (prepare failed): release the encoder."""
@@ -150,6 +166,10 @@ class WebSocketTransport:
                     group.create_task(self._send(), name=f"ws-out-{self.session_id}"),
                     group.create_task(self._clock(), name=f"ws-clock-{self.session_id}"),
                     group.create_task(self._run_media(), name=f"ws-media-{self.session_id}"),
+                    group.create_task(self._watch_reader(),
+                                      name=f"ws-watch-{self.session_id}"),
+                    group.create_task(watch_live_quota(session, lambda reason: self.close(
+                        reason, _CLOSE_CODES[RateLimited])), name=f"ws-quota-{self.session_id}"),
                 ]
                 await self._done.wait()
                 for task in tasks:
@@ -224,8 +244,20 @@ class WebSocketTransport:
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self.close("the client disconnected")
                 return
+            self._queue.sent()
             if item.on_sent is not None:
                 item.on_sent()
+
+    async def _watch_reader(self) -> None:
+        """A client that stopped reading is let go at the bound, not held until TCP or the
+        keepalive gives up: however little its stream needs, its messages age."""
+        while True:
+            await asyncio.sleep(_WATCH_EVERY_S)
+            limit_s = outgoing.STALL_TIMEOUT_S
+            if self._queue.stalled_ns() > limit_s * NS_PER_S:
+                self.close(f"the client took nothing for {limit_s:g} s; its connection is "
+                           "too slow for live video", CLOSE_TOO_SLOW)
+                return
 
     def _first_output(self, turn_id: int) -> None:
         self._first_outputs.append((turn_id, self._tick))
@@ -266,7 +298,8 @@ class WebSocketTransport:
                 if self._fmp4 is not None:
                     await self._send_fmp4(tick, image, pcm)
                 else:
-                    jpeg = await self._encoder.run(encode_jpeg, image)
+                    jpeg = media.cached_jpeg(image) or await self._encoder.run(
+                        encode_jpeg, image)  # the idle loop's frames are encoded once
                     pts_ns = due - start
                     on_sent = self._sent_callback(tick)
                     self._queue.put_droppable(media_header(b"V", pts_ns) + jpeg, on_sent)
@@ -290,12 +323,21 @@ class WebSocketTransport:
 
     async def _run_media(self) -> None:
         await self.session.media.run()
-        self.close("ended" if self.session.end_requested else "the session was closed")
+        self.close(self.session.live.end_reason or (
+            "ended" if self.session.end_requested else "the session was closed"))
 
     async def _finish(self) -> None:
         """Last bytes, the close frame, the session and the encoder, whatever happened."""
         ws = self._ws
         try:
+            if self._close_code == CLOSE_TOO_SLOW:
+                # Its slot is freed first; the close then waits on the client, bounded.
+                await self._state.sessions.close(self.session_id)
+                if self._fmp4 is not None:
+                    await self._encoder.run(self._fmp4.abort)
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await _close_stalled(ws, self._reason)
+                return
             # A client that reads nothing must not hold the session open: bounded.
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 tail = b""
@@ -313,7 +355,8 @@ class WebSocketTransport:
         finally:
             await self._state.sessions.close(self.session_id)
             self._encoder.shutdown()
-            logger.info("session %s ended: %s", self.session_id, self._reason)
+            logger.info("event=session_end session=%s transport=websocket code=%d reason=%s",
+                        self.session_id, self._close_code, json.dumps(self._reason))
 
 
 async def _drain_and_close(ws: WebSocket, queue: SendQueue, reason: str, code: int) -> None:
@@ -324,6 +367,14 @@ async def _drain_and_close(ws: WebSocket, queue: SendQueue, reason: str, code: i
             await ws.send_text(item.payload)
     await ws.send_text(ClosedEvent(reason=reason).model_dump_json())
     await ws.close(code=code, reason=_close_reason(reason))
+
+
+async def _close_stalled(ws: WebSocket, reason: str) -> None:
+    """Close a client that stopped reading (1013): none of the media or events it has
+    not taken is sent, only the ``closed`` event and the close frame, once it reads on."""
+    if ws.application_state == WebSocketState.CONNECTED:
+        await ws.send_text(ClosedEvent(reason=reason).model_dump_json())
+        await ws.close(code=CLOSE_TOO_SLOW, reason=_close_reason(reason))
 
 
 def _close_reason(text: str) -> str:
@@ -372,10 +423,14 @@ async def serve_websocket(websocket: WebSocket, state: ServerState, *,
     await websocket.accept()
     limits = state.settings.server.limits
     try:
-        credential = bearer(websocket.headers.get("authorization")) or (
-            websocket.query_params.get("token"))
-        principal = state.auth.authenticate(credential, allow_session=True)
+        credential = websocket_credential(websocket.headers.get("authorization"),
+                                          websocket.query_params.get("token"))
+        principal = state.auth.authenticate(credential, allow_session=True,
+                                            client=client_address(websocket))
         hello = await _receive_hello(websocket, limits.max_ws_message_bytes)
+        if state.sessions.draining:
+            raise Overloaded("the server is shutting down; connect again in a moment",
+                             retry_after_s=10.0)
         if not state.ready:
             reason = state.failed or f"still loading: {', '.join(state.loading)}"
             raise Overloaded(f"the server is not ready ({reason}); try again shortly",

@@ -7,11 +7,10 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from talkface.api.bodies import LimitedBodyRoute, read_form
-from talkface.api.jobs import renders_of
-from talkface.api.routes._deps import AnyHolder, KeyHolder, Ready
+from talkface.api.routes._deps import AnyHolder, KeyHolder, Ready, renders_of
 from talkface.api.schemas import AvatarCreated, AvatarForm, ErrorResponse, VoiceCard, VoiceList
-from talkface.api.speech import OPENAI_VOICES
 from talkface.face.portrait import decode_portrait
+from talkface.services.speech import OPENAI_VOICES
 from talkface.tts.voices import list_voices
 
 router = APIRouter(route_class=LimitedBodyRoute, tags=["avatars"],

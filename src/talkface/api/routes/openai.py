@@ -26,7 +26,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from talkface.api.bodies import LimitedBodyRoute, read_form, save_upload, upload_suffix
-from talkface.api.chat import ChatRun, plan_chat
+from talkface.api.errors import ModelNotFound
+from talkface.api.quotas import chat_quota
 from talkface.api.routes._deps import KeyHolder, Ready
 from talkface.api.schemas import (
     ChatChoice,
@@ -47,17 +48,19 @@ from talkface.api.schemas import (
     TranscriptionVerbose,
     Usage,
 )
-from talkface.api.speech import (
+from talkface.asr.base import ASRRequest
+from talkface.audio_file import load_audio_file
+from talkface.errors import BadInput, TalkfaceError
+from talkface.faq.service import answer_from_faq, last_user_text
+from talkface.llm.routing import route_answer
+from talkface.services.chat import ChatRun, plan_chat
+from talkface.services.speech import (
     MEDIA_TYPES,
-    check_api_text,
     encode_audio,
     resolve_api_voice,
     synthesize_text,
 )
-from talkface.asr.base import ASRRequest
-from talkface.audio_file import load_audio_file
-from talkface.errors import BadInput, TalkfaceError
-from talkface.text.language import detect_language
+from talkface.text.policy import speech_text
 
 router = APIRouter(route_class=LimitedBodyRoute, tags=["openai"],
                    responses={code: {"model": ErrorResponse}
@@ -75,11 +78,10 @@ async def create_speech(
 ) -> Response:
     """Speak ``input`` with ``voice``; the language is detected from the text."""
     limits = state.settings.server.limits
-    text = check_api_text(body.input, limits.max_text_chars, field="input")
-    language = detect_language(text)
+    text = speech_text(body.input, language=None, limit_chars=limits.max_text_chars)
     runtime = state.runtime
-    voice = await asyncio.to_thread(resolve_api_voice, runtime, body.voice, language)
-    samples, rate_hz = await synthesize_text(runtime, text, voice, language, speed=body.speed)
+    voice = await asyncio.to_thread(resolve_api_voice, runtime, body.voice, text.language)
+    samples, rate_hz = await synthesize_text(runtime, text, voice, speed=body.speed)
     audio = await asyncio.to_thread(encode_audio, samples, rate_hz, body.response_format)
     return Response(audio, media_type=MEDIA_TYPES[body.response_format])
 
@@ -153,11 +155,22 @@ async def create_chat_completion(
     body: ChatCompletionRequest,
     principal: KeyHolder,
     state: Ready,
+    response: Response,
 ) -> ChatCompletion | StreamingResponse:
-    """A reply to ``messages``; with ``stream: true``, ``chat.completion.chunk`` events."""
+    """A reply to ``messages``; with ``stream: true``, ``chat.completion.chunk`` events.
+
+    A question the FAQ answers gets the FAQ's answer with no LLM call; others go to the
+    small or the large LLM as the routing policy says (:mod:`talkface.llm.routing`). The
+    header ``x-talkface-route`` says which: ``faq``, ``small`` (the embedded LLM) or
+    ``large``; ``x-talkface-route-fallback: large`` marks a small answer that stood in for
+    an unreachable large model."""
     runtime = state.runtime
+    quota = chat_quota(state, principal)  # 429 when the key's LLM tokens are used up today
     plan = plan_chat(body, await runtime.llm_backend(), state.settings)
-    run = ChatRun(await runtime.llm_engine(), plan)
+    faq = await answer_from_faq(state.settings.faq, last_user_text(plan.messages))
+    routed = await route_answer(runtime, last_user_text(plan.messages),
+                                faq.answer if faq else None)
+    run = ChatRun(routed.as_engine(), plan)
     completion_id = "chatcmpl-" + secrets.token_hex(12)
     created = int(time.time())
     try:
@@ -165,16 +178,20 @@ async def create_chat_completion(
     except BaseException:
         run.cancel()
         raise
+    response.headers.update(routed.headers())  # known once the first text came
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _chunk_events(run, completion_id, created, body.model, include_usage)
+        events = quota.counted(
+            _chunk_events(run, completion_id, created, body.model, include_usage), run)
         return StreamingResponse(events, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+                                 headers={"Cache-Control": "no-cache",
+                                          **routed.headers()})
     try:
         async for _ in run.deltas():
             pass
     finally:
         run.cancel()
+        quota.charge(run)
     return ChatCompletion(
         id=completion_id, created=created, model=body.model,
         choices=[ChatChoice(message=ChatReplyMessage(content=run.text),
@@ -230,16 +247,16 @@ async def get_model(model_id: str, request: Request,
         if card.id == model_id:
             return card
     known = ", ".join(c.id for c in _models(request))
-    raise _ModelNotFound(f"no model {model_id!r} here; models: {known}")
+    raise ModelNotFound(f"no model {model_id!r} here; models: {known}")
 
 
-class _ModelNotFound(TalkfaceError):
-    code = "model_not_found"
-    http_status = 404
+def _model_name(model: str) -> str:
+    """A packaged model by its name ("qwen2.5-coder-0.5b"), a GGUF file by its stem."""
+    return Path(model).stem if model.lower().endswith(".gguf") else model
 
 
 def _models(request: Request) -> list[ModelCard]:
     settings = request.app.state.talkface.settings
-    names = (Path(settings.llm.model).stem, f"whisper-{Path(settings.asr.model).name}",
+    names = (_model_name(settings.llm.model), f"whisper-{Path(settings.asr.model).name}",
              "talkface-tts")
     return [ModelCard(id=name, created=_STARTED_S) for name in names]

@@ -22,14 +22,8 @@ from starlette.datastructures import UploadFile
 
 from talkface.api.auth import Principal
 from talkface.api.bodies import LimitedBodyRoute, read_form, read_json, save_upload, upload_suffix
-from talkface.services.jobs import (
-    RenderNotFound,
-    RenderNotReady,
-    RenderQueue,
-    new_job_id,
-)
+from talkface.api.errors import AvatarNotFound
 from talkface.api.metrics import metrics_of
-from talkface.services.render import RenderSpec
 from talkface.api.routes._deps import KeyHolder, renders_of
 from talkface.api.schemas import (
     ErrorBody,
@@ -39,10 +33,17 @@ from talkface.api.schemas import (
     RenderList,
     RenderRequest,
 )
-from talkface.services.speech import api_voice_name, resolve_api_voice
-from talkface.services.store import JobRecord, Store, default_data_dir
 from talkface.audio_file import load_audio_file
 from talkface.errors import BadInput, ConfigError, Overloaded, TalkfaceError
+from talkface.services.jobs import (
+    RenderNotFound,
+    RenderNotReady,
+    RenderQueue,
+    new_job_id,
+)
+from talkface.services.render import RenderSpec
+from talkface.services.speech import api_voice_name, resolve_api_voice
+from talkface.services.store import JobRecord, Store, default_data_dir
 from talkface.text.policy import speech_text
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ async def _render_jobs(app: FastAPI) -> AsyncIterator[None]:
         raise ConfigError(f"server.data_dir {root} cannot hold render jobs ({exc}); "
                           "point it at a writable folder") from None
     metrics = metrics_of(app)
-    queue = RenderQueue(state, store, metrics, runner=state.runtime.render_runner())
+    queue = RenderQueue(state, store, metrics, runner=state.runtime.render_runner(),
+                        quotas=state.quotas)
     app.state.renders = queue
     metrics.watch_renders(queue.pending_count)
     worker = asyncio.create_task(queue.run(), name="render-jobs")
@@ -166,15 +168,10 @@ async def _check_avatar(store: Store, avatar_id: str | None, principal: Principa
     if avatar_id is not None and not await asyncio.to_thread(
         store.owns_avatar, avatar_id, principal.key_id
     ):
-        raise _AvatarNotFound(
+        raise AvatarNotFound(
             f"no avatar {avatar_id!r} for this API key; upload the portrait first "
             "(POST /v1/avatars) and use the avatar_id it returns"
         )
-
-
-class _AvatarNotFound(TalkfaceError):
-    code = "avatar_not_found"
-    http_status = 404
 
 
 def _seed(seed: int | None) -> int:

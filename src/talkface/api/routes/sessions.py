@@ -20,7 +20,7 @@ from talkface.api.deps import require_access, require_ready, state_of
 from talkface.api.realtime.hub import RealtimeHub
 from talkface.api.realtime.ice import install_candidate_policy
 from talkface.api.realtime.session import check_avatar, conversation_options
-from talkface.api.realtime.webrtc import WebRTCTransport
+from talkface.api.realtime.webrtc import WebRTCTransport, check_offer
 from talkface.api.realtime.websocket import serve_websocket
 from talkface.api.schemas import ErrorResponse, LiveSessionInfo, WebRTCAnswer, WebRTCOffer
 from talkface.api.state import ServerState
@@ -70,12 +70,15 @@ async def create_webrtc_session(
 
     Post the browser's SDP offer (ICE gathering complete) and the session options; the
     answer carries the SDP answer and the new session's id. 503 with ``Retry-After``
-    when the server is at its session limit or still loading its models.
+    when the server is at its session limit, still loading its models, shutting down, or
+    too busy to start the session in time.
     """
     state = require_ready(request)
+    state.sessions.check_admission()
     options = conversation_options(state.runtime, offer.options)
     await check_avatar(request.app, offer.options.avatar_id, principal)
-    live = await state.sessions.create(principal, options)
+    check_offer(offer.sdp)  # before a session is started for it
+    live = await state.sessions.create(principal, options)  # time-limited
     live.transport = "webrtc"
     app = request.app
 
@@ -85,8 +88,7 @@ async def create_webrtc_session(
     transport = WebRTCTransport(live, state, close_session, observe_turn=_turn_observer(app),
                                 count_error=_error_counter(app))
     try:
-        await transport.session.media.prepare()  # an unknown avatar fails here: 400
-        sdp = await transport.answer(offer.sdp)
+        sdp = await transport.connect(offer.sdp)  # time-limited; a bad avatar: 400
     except BaseException:
         transport.close("the offer was refused")
         await transport.run()  # tears down the connection and the session

@@ -1,0 +1,92 @@
+"""How a conversation ends, cuts and checks its turns (fakes; the real models are in
+test_conversation.py and test_chat_cli.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from talkface.clock import ManualClock
+from talkface.config import load_settings
+from talkface.conversation import Conversation, ConversationOptions
+from talkface.errors import BadInput
+from talkface.face.registry import ANIMATOR_BACKENDS
+from talkface.llm.registry import LLM_BACKENDS
+from talkface.messages import EndOfTurn, Error, Interrupt, Message, SpeechAudio
+from talkface.registry import BackendEntry
+from talkface.runtime import Runtime
+from talkface.tts.registry import TTS_BACKENDS
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+async def runtime(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runtime]:
+    for table, kind in ((TTS_BACKENDS, "FakeTTS"), (ANIMATOR_BACKENDS, "FakeAnimator"),
+                        (LLM_BACKENDS, "FakeLLM")):
+        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
+    settings = load_settings(animator={"backend": "fake", "size_px": 128},
+                             tts={"voice_en": "fake"}, llm={"backend": "fake"})
+    async with Runtime(settings) as runtime:
+        yield runtime
+
+
+def conversation(runtime: Runtime, **options: object) -> Conversation:
+    # A clock that stands still: whatever has started playing is still being heard.
+    return Conversation(runtime, ConversationOptions(voice="fake", seed=1, **options),  # type: ignore[arg-type]
+                        clock=ManualClock())
+
+
+async def test_a_turn_cut_while_it_plays_ends_once_and_says_it_was_cut(runtime: Runtime) -> None:
+    received: list[Message] = []
+    async with conversation(runtime) as talk:
+        await talk.send_text("Tell me something.")
+        first = await talk.wait_for_answer()
+        assert first is not None  # made, and its end waits in the outbox behind its media
+        outbox = talk.messages()
+        async for message in outbox:  # the listener starts hearing the answer
+            received.append(message)
+            if talk.playout.due_ns(message) is not None:
+                break
+        await talk.send_text("Something else, please.")
+        second = await talk.wait_for_answer()
+        await talk.end_input()
+        async for message in outbox:
+            talk.playout.due_ns(message)
+            received.append(message)
+    assert [m.turn_id for m in received if isinstance(m, Interrupt)] == [first]
+    ends = [m for m in received if isinstance(m, EndOfTurn)]
+    assert [(e.turn_id, e.interrupted) for e in ends] == [(first, True), (second, False)]
+
+
+async def test_a_reply_the_voice_cannot_speak_is_refused_as_say_refuses_it(
+    runtime: Runtime,
+) -> None:
+    async with conversation(runtime) as talk:
+        runtime.backends["llm"].reply = "你好，很高兴见到你。今天天气很好。"
+        await talk.send_text("你好")
+        turn_id = await talk.wait_for_answer()
+        await talk.end_input()
+        received = [message async for message in talk.messages()]
+    errors = [m for m in received if isinstance(m, Error)]
+    assert [(e.code, e.turn_id) for e in errors] == [("bad_input", turn_id)]
+    assert "speaks 'en', but the text is 'zh'" in errors[0].message
+    assert not [m for m in received if isinstance(m, SpeechAudio)]
+    (end,) = [m for m in received if isinstance(m, EndOfTurn)]
+    assert end.turn_id == turn_id
+
+
+@pytest.mark.parametrize("language", ["fr", "de", "english"])
+def test_a_conversation_in_an_unsupported_language_is_refused(language: str) -> None:
+    with pytest.raises(BadInput, match=r"not supported.*en, zh"):
+        ConversationOptions(language=language)
+
+
+async def test_an_empty_message_is_refused_before_it_is_queued(runtime: Runtime) -> None:
+    async with conversation(runtime) as talk:
+        for text in ("", "  ", "?!"):
+            with pytest.raises(BadInput, match="nothing to say: the text is empty"):
+                await talk.send_text(text)
+        await talk.end_input()
+        assert not [message async for message in talk.messages()]
