@@ -93,18 +93,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server on the SmolLM2 GGUF, on 127.0.0.1."""
+def start_llama_server(model: str, log: Path, *, n_ctx: int = 2048
+                       ) -> tuple[subprocess.Popen[bytes], str]:
+    """llama-cpp-python's OpenAI-compatible server on a packaged model, on 127.0.0.1,
+    once it accepts connections: (the process, its ``/v1`` URL)."""
     from talkface.llm.llama_cpp import model_path
 
     port = free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path("smollm2")),
-             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-             "--n_threads", "1", "--n_ctx", "2048", "--verbose", "False",
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path(model)),
+             "--model_alias", model, "--host", "127.0.0.1", "--port", str(port),
+             "--n_threads", "1", "--n_ctx", str(n_ctx), "--verbose", "False",
              # By default this server cuts a running reply short when another request
              # arrives; real servers (vLLM, Ollama) serve both.
              "--interrupt_requests", "False"],
@@ -122,7 +122,21 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     else:
         process.kill()
         raise RuntimeError("llama server did not start in 120 s")
-    yield f"http://127.0.0.1:{port}/v1"
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="session")
+def start_llama() -> Callable[..., tuple[subprocess.Popen[bytes], str]]:
+    """:func:`start_llama_server`, for tests that start and stop a server themselves."""
+    return start_llama_server
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on the SmolLM2 GGUF, on 127.0.0.1."""
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    process, url = start_llama_server("smollm2", log)
+    yield url
     process.terminate()
     process.wait(timeout=30)
 

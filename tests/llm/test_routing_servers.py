@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -40,33 +38,11 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def large_server(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def large_server(tmp_path: Path, start_llama: Callable[..., tuple[subprocess.Popen[bytes], str]]
+                 ) -> Iterator[subprocess.Popen[bytes]]:
     """The large model's server; the test stops it when it wants to."""
-    from talkface.llm.models import model_path
-
-    port = free_port()
-    log = tmp_path / "large-server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path(LARGE)),
-             "--model_alias", LARGE, "--host", "127.0.0.1", "--port", str(port),
-             "--n_threads", "1", "--n_ctx", "1024", "--verbose", "False",
-             "--interrupt_requests", "False"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )
-    process.url = f"http://127.0.0.1:{port}/v1"  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the large server died: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise RuntimeError("the large server did not start in 120 s")
+    process, url = start_llama(LARGE, tmp_path / "large-server.log", n_ctx=1024)
+    process.url = url  # type: ignore[attr-defined]
     yield process
     if process.poll() is None:
         process.terminate()

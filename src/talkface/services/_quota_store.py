@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
+
+from talkface.services._sqlite import connect, open_database
 
 KEEP_DAYS = 90
 """Usage rows older than this many days are deleted when a server starts."""
@@ -49,25 +51,10 @@ class UsageStore:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.path = root / "usage.sqlite3"
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > _SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} was written by a newer talkface (schema {version}); "
-                    "upgrade talkface or point server.data_dir elsewhere"
-                )
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        open_database(self.path, _SCHEMA, _SCHEMA_VERSION)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # Short-lived connections, as the job store does: safe from any thread or process.
-        db = sqlite3.connect(self.path, timeout=15.0, isolation_level=None)
-        try:
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     def add(self, deltas: Mapping[UsageKey, float]) -> None:
         """Add ``deltas`` to the stored usage, in one transaction."""

@@ -38,6 +38,7 @@ from typing import Any
 
 from talkface.errors import Overloaded
 from talkface.output.mp4 import partial_files, partial_target
+from talkface.services._sqlite import connect, open_database
 
 MAX_ATTEMPTS = 3
 """A job whose render was cut short this many times by a dying server (clean restarts
@@ -144,27 +145,10 @@ class Store:
         for folder in (root, self.inputs_dir, self.videos_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._path = root / "jobs.sqlite3"
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > _SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self._path} was written by a newer talkface (schema {version}); "
-                    "upgrade talkface or point server.data_dir elsewhere"
-                )
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        open_database(self._path, _SCHEMA, _SCHEMA_VERSION)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # One short-lived connection per call: cheap for SQLite, and safe from any thread
-        # or process. Autocommit, with explicit transactions where it matters.
-        db = sqlite3.connect(self._path, timeout=15.0, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self._path, rows=True)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
