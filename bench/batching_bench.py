@@ -65,7 +65,7 @@ def compare(name: str, batch_call: Callable[[list[Any]], Any], requests: list[An
 
 def main() -> None:
     from talkface.audio import pcm16_to_float32, resample
-    from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
+    from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
     from talkface.face.landmark_warp import LandmarkWarpAnimator
     from talkface.face.portrait import load_portrait
     from talkface.tts.base import SynthesisRequest, TTSSettings
@@ -89,7 +89,7 @@ def main() -> None:
 
     speech = joe.synthesize(SynthesisRequest(text=" ".join(SENTENCES[:3]), voice=joe.voice))
     audio = resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz,
-                     AUDIO_RATE_HZ).astype(np.float32)
+                     ANIMATOR_AUDIO_RATE_HZ).astype(np.float32)
     with tempfile.TemporaryDirectory() as cache:
         animator = LandmarkWarpAnimator.load(AnimatorSettings(size_px=512, cache_dir=Path(cache)))
         avatar = animator.prepare_avatar_sync(load_portrait())

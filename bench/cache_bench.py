@@ -1,16 +1,20 @@
-"""Benchmark of the clip cache: CPU of a warmed `say` against a fresh one. Asserts nothing.
+"""Benchmark of the caches: CPU of a warmed `say` against a fresh one. Asserts nothing.
 
-    .venv/bin/python bench/cache_bench.py
+    .venv/bin/python bench/cache_bench.py            # --size-px 512 --runs 5 --cli-runs 3
 
-For each phrase, in one process with the models loaded: the process CPU time (all
-threads: TTS, animator, encoder) of
+Part 1, in one process with the models loaded: the process CPU time (``time.process_time``,
+every thread: TTS, animator, encoder) of ``talkface say``'s work
+(:func:`talkface.commands.say.say_to_file`) for each phrase, three ways, the median of
+``--runs`` runs each:
 
-1. a fresh render (cache off, the clips' seed), and of
-2. the same phrase once warmed (played from the clip cache),
+1. fresh: every cache off (TTS, animator and encoder all run);
+2. clip: the phrase played from the clip cache and encoded (the video cache emptied
+   before each run: what a warmed `say` cost before the video cache);
+3. video: the warmed phrase's MP4 copied from the video cache.
 
-each measured twice over: the turn alone (``Session.say`` until ``EndOfTurn``) and the
-whole ``say`` (the turn plus writing the MP4). It also prints the clip's size on disk,
-its decode time, and the time to the first audio message.
+Part 2, as a user runs it: the CPU time (user + system) of whole ``talkface say``
+processes, fresh (cache off) and warmed, the median of ``--cli-runs`` each. This
+includes starting Python and importing talkface, which no cache removes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,87 +40,101 @@ PHRASES = [
 ]
 
 
-async def run(phrases: list[str], size_px: int) -> None:
-    from talkface.cache import open_caches
+async def in_process(phrases: list[str], size_px: int, runs: int, folder: Path) -> None:
     from talkface.cache.warm import WarmOptions, warm_phrases
-    from talkface.config import load_settings
-    from talkface.engines import ModelThread
-    from talkface.messages import SpeechAudio, VideoFrame
-    from talkface.output.mp4 import MP4Writer
+    from talkface.commands.say import SayOptions, SayResult, say_to_file
+    from talkface.config import Settings, load_settings
     from talkface.runtime import Runtime
-    from talkface.session import Session, SessionOptions
 
-    folder = Path(tempfile.mkdtemp(prefix="talkface-cache-bench-"))
-    settings = load_settings(animator={"size_px": size_px},
-                             cache={"enabled": True, "dir": folder / "cache"})
-    runtime = Runtime(settings)
-    voice = runtime.resolve_voice(None, "en")
-    await runtime.warm_up(voices=(voice,))
+    def settings(enabled: bool) -> Settings:
+        return load_settings(animator={"size_px": size_px},
+                             cache={"enabled": enabled, "dir": folder / "cache"})
 
-    async def timed(session: Session, text: str, *, write: bool) -> tuple[float, float]:
-        """(process CPU s, ms to first audio) of one turn, with or without the MP4."""
-        encoder = ModelThread("encoder")
-        writer = MP4Writer(folder / "out.mp4", fps=settings.animator.fps, size_px=size_px,
-                           settings=settings.output)
-        started_cpu, started = time.process_time(), time.perf_counter()
-        first_audio_ms = 0.0
-        async for message in session.say(text):
-            if isinstance(message, SpeechAudio) and not first_audio_ms:
-                first_audio_ms = (time.perf_counter() - started) * 1000
-            if write and isinstance(message, SpeechAudio):
-                await encoder.run(writer.write_speech, message)
-            elif write and isinstance(message, VideoFrame):
-                await encoder.run(writer.write_frame, message)
-        if write:
-            await encoder.run(writer.close)
-        else:
-            encoder.call(writer.abort)
-        cpu_s = time.process_time() - started_cpu
-        encoder.shutdown()
-        return cpu_s, first_audio_ms
+    fresh_runtime, cached_runtime = Runtime(settings(False)), Runtime(settings(True))
+    for runtime in (fresh_runtime, cached_runtime):
+        await runtime.warm_up(voices=(runtime.resolve_voice(None, "en"),))
+    await warm_phrases(cached_runtime, phrases, WarmOptions())
+    videos = folder / "cache" / "videos"
 
-    clips = open_caches(settings.cache).clips
-    assert clips is not None
-    rows = []
-    for text in phrases:
-        # Fresh: the cache's TTS and clip lookups skipped (seed 5 is not the clips' seed,
-        # and the TTS cache is emptied first), so every stage runs.
-        fresh = []
-        for write in (False, True):
-            for entry in (folder / "cache" / "tts").glob("*.entry"):
+    async def cpu_s(runtime: Runtime, text: str, *, drop_videos: bool = False
+                    ) -> tuple[float, SayResult]:
+        if drop_videos:
+            for entry in videos.glob("*.entry"):
                 entry.unlink()
-            fresh.append(await timed(Session(runtime, SessionOptions(seed=5)), text,
-                                     write=write))
-        await warm_phrases(runtime, [text], WarmOptions())
-        warmed = [await timed(Session(runtime), text, write=write) for write in (False, True)]
-        entry_path = next(iter(sorted((folder / "cache" / "clips").glob("*.entry"),
-                                      key=lambda p: p.stat().st_mtime)[-1:]))
-        started = time.perf_counter()
-        clip = clips.lookup(entry_path.stem)
-        frames = 0 if clip is None else sum(isinstance(m, VideoFrame) for m in clip.messages())
-        decode_ms = (time.perf_counter() - started) * 1000
-        rows.append((text, fresh, warmed, entry_path.stat().st_size, decode_ms, frames))
-    await runtime.aclose()
+        started = time.process_time()
+        result = await say_to_file(runtime, SayOptions(text=text, output=folder / "out.mp4",
+                                                       quiet=True))
+        return time.process_time() - started, result
 
-    print("| phrase | frames | fresh turn CPU s | warmed turn CPU s | % | fresh say+MP4 CPU s "
-          "| warmed say+MP4 CPU s | % | clip MB | decode ms | first audio ms fresh / warmed |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for text, fresh, warmed, size, decode_ms, frames in rows:
-        print(f"| {text} | {frames} | {fresh[0][0]:.2f} | {warmed[0][0]:.3f} | "
-              f"{100 * warmed[0][0] / fresh[0][0]:.1f} | {fresh[1][0]:.2f} | "
-              f"{warmed[1][0]:.3f} | {100 * warmed[1][0] / fresh[1][0]:.1f} | "
-              f"{size / 2**20:.1f} | {decode_ms:.0f} | {fresh[0][1]:.0f} / {warmed[0][1]:.0f} |")
-    turn = [100 * w[0][0] / f[0][0] for _, f, w, *_ in rows]
-    whole = [100 * w[1][0] / f[1][0] for _, f, w, *_ in rows]
-    print(f"median warmed/fresh CPU: turn {statistics.median(turn):.1f} %, "
-          f"say with MP4 {statistics.median(whole):.1f} %")
+    print(f"## in one process, models loaded ({size_px} px, median of {runs} runs)\n")
+    print("| phrase | frames | MP4 KB | fresh CPU ms | clip + encode CPU ms | % of fresh "
+          "| video copy CPU ms | % of fresh |")
+    print("|---|---|---|---|---|---|---|---|")
+    clip_ratios, video_ratios = [], []
+    for text in phrases:
+        fresh = [await cpu_s(fresh_runtime, text) for _ in range(runs)]
+        clip = [await cpu_s(cached_runtime, text, drop_videos=True) for _ in range(runs)]
+        video = [await cpu_s(cached_runtime, text) for _ in range(runs)]
+        assert all(r.cache is None for _, r in fresh), "a fresh run was served from a cache"
+        assert all(r.cache == "clip" for _, r in clip), [r.cache for _, r in clip]
+        assert all(r.cache == "video" for _, r in video), [r.cache for _, r in video]
+        f, c, v = (statistics.median(s for s, _ in rows) for rows in (fresh, clip, video))
+        clip_ratios.append(100 * c / f)
+        video_ratios.append(100 * v / f)
+        size_kb = (folder / "out.mp4").stat().st_size / 1024
+        print(f"| {text} | {video[0][1].video.frames} | {size_kb:.0f} | {1000 * f:.0f} | "
+              f"{1000 * c:.0f} | {clip_ratios[-1]:.1f} | {1000 * v:.1f} | "
+              f"{video_ratios[-1]:.2f} |")
+    print(f"\nmedian over phrases, CPU of a warmed `say` / a fresh one: video cache "
+          f"{statistics.median(video_ratios):.2f} %, clip cache + encode "
+          f"{statistics.median(clip_ratios):.1f} %\n")
+    for runtime in (fresh_runtime, cached_runtime):
+        await runtime.aclose()
+
+
+def child_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def whole_processes(text: str, size_px: int, runs: int, folder: Path) -> None:
+    command = [sys.executable, "-m", "talkface.cli", "say", text, "-o",
+               str(folder / "cli.mp4"), "-q"]
+    env = {**os.environ, "TALKFACE_ANIMATOR__SIZE_PX": str(size_px),
+           "TALKFACE_CACHE__DIR": str(folder / "cli-cache")}
+
+    def run(enabled: bool) -> tuple[float, str]:
+        started = child_cpu_s()
+        done = subprocess.run(command, env={**env, "TALKFACE_CACHE__ENABLED": str(enabled)},
+                              capture_output=True, text=True, check=True)
+        return child_cpu_s() - started, done.stdout
+
+    run(True)  # the first warmed run renders and keeps the MP4
+    fresh = [run(False) for _ in range(runs)]
+    warmed = [run(True) for _ in range(runs)]
+    assert all("from the video cache" in out for _, out in warmed), warmed[0][1]
+    started = child_cpu_s()
+    subprocess.run([sys.executable, "-c", "import talkface.commands.say"], check=True)
+    import_s = child_cpu_s() - started
+    f, w = (statistics.median(s for s, _ in rows) for rows in (fresh, warmed))
+    print(f"## whole `talkface say` processes ({text!r}, median of {runs} runs)\n")
+    print("| fresh CPU s | warmed CPU s | % of fresh | of which starting Python and importing "
+          "`talkface.commands.say` |")
+    print("|---|---|---|---|")
+    print(f"| {f:.2f} | {w:.2f} | {100 * w / f:.1f} | {import_s:.2f} s |")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-px", type=int, default=512)
+    parser.add_argument("--runs", type=int, default=5, help="in-process runs of each kind")
+    parser.add_argument("--cli-runs", type=int, default=3, help="whole processes of each kind")
     args = parser.parse_args()
-    asyncio.run(run(PHRASES, args.size_px))
+    with tempfile.TemporaryDirectory(prefix="talkface-cache-bench-") as name:
+        folder = Path(name)
+        asyncio.run(in_process(PHRASES, args.size_px, args.runs, folder))
+        if args.cli_runs:
+            whole_processes(PHRASES[1], args.size_px, args.cli_runs, folder)
 
 
 if __name__ == "__main__":

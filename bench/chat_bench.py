@@ -69,7 +69,7 @@ async def run(turns: int, settings_overrides: dict[str, object]) -> list[dict[st
 
         async def player() -> None:
             async for message in conversation.messages():
-                await conversation.playout.wait_due(message)
+                await conversation.timeline.wait_due(message)
                 if isinstance(message, EndOfTurn):
                     await ended.put(message)
 

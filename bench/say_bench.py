@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Fresh renders only: a second run would otherwise be served from the video and clip
+# caches (bench/cache_bench.py measures those).
+os.environ.setdefault("TALKFACE_CACHE__ENABLED", "false")
 
 SENTENCES = [
     "Hello! I am your virtual assistant.",
@@ -60,7 +63,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_animator(frames: int) -> None:
     from talkface.audio import pcm16_to_float32, resample
-    from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
+    from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
     from talkface.face.landmark_warp import LandmarkWarpAnimator
     from talkface.face.portrait import load_portrait
     from talkface.messages import VideoFrame
@@ -72,7 +75,8 @@ def bench_animator(frames: int) -> None:
     settings = TTSSettings()
     tts = PiperTTS.load(settings, resolve_voice("joe", "en", settings))
     speech = [tts.synthesize(SynthesisRequest(text=s, voice=tts.voice)) for s in SENTENCES]
-    audio = np.concatenate([resample(pcm16_to_float32(s.pcm), s.sample_rate_hz, AUDIO_RATE_HZ)
+    audio = np.concatenate([resample(pcm16_to_float32(s.pcm), s.sample_rate_hz,
+                                     ANIMATOR_AUDIO_RATE_HZ)
                             for s in speech])
     with tempfile.TemporaryDirectory() as cache:
         animator = LandmarkWarpAnimator.load(AnimatorSettings(size_px=512, cache_dir=Path(cache)))

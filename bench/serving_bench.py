@@ -42,7 +42,7 @@ async def median_ms(call: Callable[[], Awaitable[Any]], calls: int) -> float:
 
 async def main(calls: int) -> None:
     from talkface.config import load_settings
-    from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest
+    from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ, AnimationRequest
     from talkface.runtime import Runtime
     from talkface.serving.runtime import RayRuntime
     from talkface.tts.base import SynthesisRequest
@@ -65,7 +65,7 @@ async def main(calls: int) -> None:
         avatar = await runtime.default_avatar()
         animator = await runtime.animator_engine()
         frame = AnimationRequest(avatar_id=avatar, first_frame_index=0, num_frames=1, fps=25,
-                                 audio=np.zeros(AUDIO_RATE_HZ // 5, np.float32),
+                                 audio=np.zeros(ANIMATOR_AUDIO_RATE_HZ // 5, np.float32),
                                  audio_start_ns=0, seed=1)
         tts_ms = await median_ms(lambda tts=tts: tts.submit(sentence), calls)
         frame_ms = await median_ms(lambda a=animator, f=frame: a.submit(f), calls)

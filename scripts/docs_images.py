@@ -60,7 +60,7 @@ def _mouth_crop(size_px: int) -> tuple[slice, slice]:
 
 def _speech() -> np.ndarray:
     from talkface.audio import pcm16_to_float32, resample
-    from talkface.face.base import AUDIO_RATE_HZ
+    from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ
     from talkface.tts.base import SynthesisRequest, TTSSettings
     from talkface.tts.piper import PiperTTS
     from talkface.tts.voices import resolve_voice
@@ -69,12 +69,17 @@ def _speech() -> np.ndarray:
     tts = PiperTTS.load(settings, resolve_voice("joe", "en", settings))
     speech = tts.synthesize(SynthesisRequest(text=EXPRESSION_TEXT, voice=tts.voice))
     return resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz,
-                    AUDIO_RATE_HZ).astype(np.float32)
+                    ANIMATOR_AUDIO_RATE_HZ).astype(np.float32)
 
 
 def _expressions(path: Path) -> None:
     """One moment of speech, once per expression, side by side and labelled."""
-    from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings, frame_pts_ns
+    from talkface.face.base import (
+        ANIMATOR_AUDIO_RATE_HZ,
+        AnimationRequest,
+        AnimatorSettings,
+        frame_pts_ns,
+    )
     from talkface.face.landmark_warp import LandmarkWarpAnimator
     from talkface.face.mouth import mouth_track
     from talkface.messages import Emotion
@@ -86,7 +91,7 @@ def _expressions(path: Path) -> None:
                                                               blinks_per_min=0.0))
         avatar_id = animator.prepare_avatar_sync(load_portrait())
         # The moment nearest the middle of the sentence where the mouth is half open.
-        count = len(audio) * 25 // AUDIO_RATE_HZ
+        count = len(audio) * 25 // ANIMATOR_AUDIO_RATE_HZ
         times_ns = np.array([frame_pts_ns(i, 25) for i in range(count)], np.int64)
         track = mouth_track(audio, 0, times_ns, 25, ())
         score = np.abs(track.open - 0.15) + 0.002 * np.abs(np.arange(count) - count / 2)

@@ -43,7 +43,7 @@ def draw(path: Path) -> None:
     box(ax, 7.3, 5.0, 3.1, 2.1, "services/", "render jobs + durable\nstore, speech, chat,\n"
         "quotas (no FastAPI)", TURN)
     box(ax, 10.7, 5.0, 3.1, 2.1, "pipeline/ + output/", "reply → sentences → speech\n→ frames; "
-        "playout, queues,\nMP4 / fMP4", TURN)
+        "timeline, queues,\nMP4 / fMP4", TURN)
 
     box(ax, 1.0, 2.55, 5.4, 1.85, "runtime.py + engines.py  (host 1)",
         "in-process: one loaded model per stage,\na micro-batcher (max_batch_size,\n"

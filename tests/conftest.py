@@ -156,10 +156,18 @@ _KINDS = ("unit", "integration", "serving")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test says what kind it is (``unit``, ``integration`` or ``serving``), so that
-    ``-m unit`` selects every fast test and none is left out by accident."""
+    ``-m unit`` selects every fast test and none is left out by accident; none is both
+    ``unit`` and ``slow``."""
     unmarked = sorted({item.nodeid.split("::")[0] for item in items
                        if not any(item.get_closest_marker(kind) for kind in _KINDS)})
     if unmarked:
         raise pytest.UsageError(
             "test modules without a kind marker (pytestmark = pytest.mark.unit, "
             f"integration or serving): {', '.join(unmarked)}")
+    # `-m unit` is the loop people run after every change; a slow test belongs elsewhere.
+    slow_units = sorted({item.nodeid.split("::")[0] for item in items
+                         if item.get_closest_marker("unit") and item.get_closest_marker("slow")})
+    if slow_units:
+        raise pytest.UsageError(
+            "test modules marked both unit and slow (a slow test is integration or "
+            f"serving, so that -m unit stays fast): {', '.join(slow_units)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,8 @@ ENGLISH = "Hello! I am your virtual assistant. How can I help you today?"
 CHINESE = "你好，很高兴为您服务。今天天气很好，我们一起去公园散步吧。"
 
 
-def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, stdin: bytes | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*TALKFACE, *args],
         input=stdin.decode() if stdin is not None else None,
@@ -28,6 +30,7 @@ def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProce
         text=True,
         timeout=300,
         check=False,
+        env=env,
     )
 
 
@@ -180,3 +183,30 @@ def test_bad_input_gets_one_clear_line_and_a_nonzero_exit(
     assert expected in lines[0]
     assert not Path(out).exists()
     assert not list(tmp_path.glob(".out.mp4.*")), "a temporary file was left behind"
+
+
+def test_a_warmed_phrase_is_copied_and_matches_a_fresh_render_of_the_same_speech(
+    tmp_path: Path,
+) -> None:
+    """`cache warm`, then `say` copies the MP4 without loading a model; a fresh `say`
+    (clip and video caches empty, the same speech from the TTS cache, the clips' seed)
+    writes the same bytes. The speech is what must be the same: piper's voice varies
+    from one process to the next, the animator and the encoder do not."""
+    phrase = "Thank you for waiting."
+    cache_dir = tmp_path / "cache"
+    env = {**os.environ, "TALKFACE_CACHE__ENABLED": "true", "TALKFACE_CACHE__DIR": str(cache_dir)}
+    (tmp_path / "phrases.txt").write_text(phrase + "\n", encoding="utf-8")
+    warmed = run_cli("cache", "warm", str(tmp_path / "phrases.txt"), "-q", env=env)
+    assert warmed.returncode == 0, warmed.stderr
+
+    cached = run_cli("say", phrase, "-o", str(tmp_path / "cached.mp4"), "-q", env=env)
+    assert cached.returncode == 0, cached.stderr
+    assert "from the video cache" in cached.stdout and "models 0.0 s" in cached.stdout
+
+    fresh_dir = tmp_path / "fresh-cache"
+    shutil.copytree(cache_dir / "tts", fresh_dir / "tts")
+    fresh = run_cli("say", phrase, "-o", str(tmp_path / "fresh.mp4"), "--seed", "0", "-q",
+                    env={**env, "TALKFACE_CACHE__DIR": str(fresh_dir)})
+    assert fresh.returncode == 0, fresh.stderr
+    assert "from the" not in fresh.stdout  # rendered: animator and encoder ran
+    assert (tmp_path / "cached.mp4").read_bytes() == (tmp_path / "fresh.mp4").read_bytes()

@@ -8,6 +8,9 @@ from talkface.messages import NS_PER_S
 
 _INT16_SCALE = 32768.0
 
+PLAYBACK_RATE_HZ = 48_000
+"""Sample rate of the audio the listener gets: what Opus (WebRTC) and AAC (MP4) carry."""
+
 
 def pcm16_to_float32(pcm: bytes) -> np.ndarray:
     """Mono s16le bytes to float32 samples in [-1, 1)."""
@@ -27,6 +30,18 @@ def resample(samples: np.ndarray, src_rate_hz: int, dst_rate_hz: int) -> np.ndar
     import soxr  # imported here: a small C extension only the audio paths need
 
     return soxr.resample(np.asarray(samples, dtype=np.float32), src_rate_hz, dst_rate_hz)
+
+
+def pcm16_at(pcm: bytes, src_rate_hz: int, dst_rate_hz: int) -> np.ndarray:
+    """Mono s16le bytes at ``src_rate_hz`` as float32 samples at ``dst_rate_hz``: what
+    a consumer of speech does to it once per sentence (CPU work: call it in a worker
+    thread on a live path)."""
+    return resample(pcm16_to_float32(pcm), src_rate_hz, dst_rate_hz)
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as int16 (clipped, rounded)."""
+    return np.clip(np.rint(np.asarray(samples) * 32767.0), -32768, 32767).astype(np.int16)
 
 
 def samples_to_ns(num_samples: int, sample_rate_hz: int) -> int:

@@ -165,6 +165,7 @@ class ModelThread:
         return self._executor.submit(fn, *args).result()
 
     def shutdown(self) -> None:
+        """Stop the worker thread without waiting; calls not yet started are cancelled."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -187,6 +188,7 @@ class EngineStats:
 
     @property
     def mean_batch_size(self) -> float:
+        """Requests run per batch on average (cancelled requests that were skipped not counted)."""
         return (self.requests - self.skipped_cancelled) / self.batches if self.batches else 0.0
 
 

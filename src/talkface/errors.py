@@ -103,4 +103,5 @@ class BackendError(TalkfaceError):
 
     @property
     def retryable(self) -> bool:
+        """Whether sending the same request again may succeed."""
         return self._retryable

@@ -37,7 +37,7 @@ from talkface.messages import SpeechAudio, Transcript
 from talkface.registry import BackendEntry, load_backend_class
 from talkface.tts.base import SynthesisRequest, TTSBackend, VoiceInfo
 from talkface.tts.voices import backend_class, resolve_voice
-from talkface.vad.base import VADBackend
+from talkface.vad.base import VADBackend, VADRequest
 from talkface.vad.registry import VAD_BACKENDS
 
 logger = logging.getLogger(__name__)
@@ -175,6 +175,10 @@ class Runtime:
     async def vad(self) -> VADBackend:
         """The loaded VAD model (sessions each get their own stream of it)."""
         return await self._backend("vad")
+
+    async def vad_engine(self) -> Engine[VADRequest, np.ndarray]:
+        """The VAD engine shared by all live sessions (each scores its own stream)."""
+        return await self._engine("vad", "probabilities_batch")
 
     async def asr_backend(self) -> ASRBackend:
         """The loaded speech recogniser."""

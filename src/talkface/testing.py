@@ -3,6 +3,17 @@
 They subclass the real backend ABCs, so they go through the same engines, timeouts and
 error mapping as the real thing. They are for testing how sessions and engines are
 wired; every feature also has tests with the real models.
+
+A test selects a fake the way a deployment selects a backend: it registers the fake
+under a name and names it in the settings::
+
+    for table, kind in ((VAD_BACKENDS, "FakeVAD"), (ASR_BACKENDS, "FakeASR")):
+        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
+    runtime = Runtime(load_settings(vad={"backend": "fake"}, asr={"backend": "fake"}))
+
+The user's speech is then scripted as loud audio (a tone) and their silence as zeros:
+:class:`FakeVAD` hears speech where the audio is loud, and :class:`FakeASR` hears one
+word of its :attr:`~FakeASR.text` per :attr:`~FakeASR.seconds_per_word` of loud audio.
 """
 
 from __future__ import annotations
@@ -12,9 +23,10 @@ from typing import Self
 
 import numpy as np
 
+from talkface.asr.base import ASRBackend, ASRCapabilities, ASRRequest, ASRSettings
 from talkface.audio import float32_to_pcm16
 from talkface.face.base import (
-    AUDIO_RATE_HZ,
+    ANIMATOR_AUDIO_RATE_HZ,
     AnimationRequest,
     AnimatorBackend,
     AnimatorCapabilities,
@@ -27,7 +39,7 @@ from talkface.llm.base import (
     LLMCapabilities,
     LLMSettings,
 )
-from talkface.messages import SpeechAudio
+from talkface.messages import SpeechAudio, Transcript
 from talkface.tts.base import (
     SynthesisRequest,
     TTSBackend,
@@ -35,6 +47,7 @@ from talkface.tts.base import (
     TTSSettings,
     VoiceInfo,
 )
+from talkface.vad.base import VAD_SAMPLE_RATE_HZ, VADBackend, VADSettings, VADStream
 
 FAKE_VOICE = VoiceInfo(
     name="fake", backend="fake", language="en", model_id="fake", description="a test tone"
@@ -58,10 +71,12 @@ class FakeTTS(TTSBackend):
 
     @classmethod
     def list_voices(cls) -> list[VoiceInfo]:
+        """The one fake voice."""
         return [FAKE_VOICE]
 
     @classmethod
     def load(cls, settings: TTSSettings, voice: VoiceInfo) -> Self:
+        """A fake TTS speaking ``voice``; there is nothing to load."""
         return cls(settings, voice)
 
     def _synthesize_batch(self, requests: list[SynthesisRequest]) -> list[SpeechAudio]:
@@ -98,6 +113,7 @@ class FakeAnimator(AnimatorBackend):
 
     @classmethod
     def load(cls, settings: AnimatorSettings) -> Self:
+        """A fake animator with ``settings``; there is nothing to load."""
         return cls(settings)
 
     def _prepare_avatar(self, image: np.ndarray) -> str:
@@ -111,8 +127,9 @@ class FakeAnimator(AnimatorBackend):
             frames = []
             for k in range(request.num_frames):
                 start_ns = (request.first_frame_index + k) * 1_000_000_000 // request.fps
-                i = (start_ns - request.audio_start_ns) * AUDIO_RATE_HZ // 1_000_000_000
-                window = request.audio[max(0, i) : max(0, i) + AUDIO_RATE_HZ // request.fps]
+                i = (start_ns - request.audio_start_ns) * ANIMATOR_AUDIO_RATE_HZ // 1_000_000_000
+                frame_samples = ANIMATOR_AUDIO_RATE_HZ // request.fps
+                window = request.audio[max(0, i) : max(0, i) + frame_samples]
                 level = float(np.sqrt(np.mean(window**2))) if window.size else 0.0
                 frames.append(np.full((size, size, 3), min(255, int(level * 600)), np.uint8))
             out.append(frames)
@@ -132,9 +149,11 @@ class FakeLLM(LLMBackend):
 
     @classmethod
     def load(cls, settings: LLMSettings) -> Self:
+        """A fake LLM with ``settings``; there is nothing to load."""
         return cls(settings)
 
     def count_tokens(self, text: str) -> int:
+        """Words, standing in for tokens."""
         return len(text.split())
 
     async def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:
@@ -152,3 +171,132 @@ class FakeLLM(LLMBackend):
                 completion_tokens=len(words),
             ))
         return stats
+
+
+SPEECH_MEAN_ABS = 0.05
+"""Audio whose mean absolute amplitude (float, full scale 1.0) is above this, -26 dBFS,
+is speech to :class:`FakeVAD` and :class:`FakeASR`; a 0.3 tone is, zeros are not."""
+
+
+def _is_loud(blocks: np.ndarray) -> np.ndarray:
+    """One bool per row of ``blocks`` (float32 samples): is that row speech?"""
+    loud: np.ndarray = np.abs(blocks).mean(axis=1) > SPEECH_MEAN_ABS
+    return loud
+
+
+class FakeVADStream(VADStream):
+    """Scores each window 1.0 when it is loud (:data:`SPEECH_MEAN_ABS`), else 0.0.
+
+    It keeps no state from window to window, so the speech the endpointer reports starts
+    and ends exactly where the test's loud audio does, to within one 32 ms window.
+    """
+
+    def __init__(self) -> None:
+        self.windows_seen = 0
+        """Windows scored so far (all resets included)."""
+
+    def speech_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """1.0 for each loud window, 0.0 for each quiet one."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim != 2 or windows.shape[1] != self.window_samples:
+            raise ValueError(
+                f"VAD windows must have shape (n, {self.window_samples}), got {windows.shape}"
+            )
+        self.windows_seen += len(windows)
+        return _is_loud(windows).astype(np.float32)
+
+    def reset(self) -> None:
+        """Nothing to forget: every window is scored on its own."""
+
+
+class FakeVAD(VADBackend):
+    """Hears speech wherever the audio is loud: a deterministic VAD for unit tests.
+
+    Feed loud chunks (a 0.3 tone) where the user speaks and zeros where they are silent;
+    the :class:`~talkface.vad.endpoint.Endpointer` over it then applies the real
+    thresholds, hangover and padding of :class:`~talkface.vad.base.VADSettings`.
+    """
+
+    name = "fake"
+
+    def __init__(self, settings: VADSettings) -> None:
+        super().__init__(settings)
+        self.streams: list[FakeVADStream] = []
+        """Every stream handed out, in order (one per session)."""
+
+    @classmethod
+    def load(cls, settings: VADSettings) -> Self:
+        """A fake VAD with ``settings``; there is nothing to load."""
+        return cls(settings)
+
+    def new_stream(self) -> FakeVADStream:
+        """A fresh stream, also kept in :attr:`streams`."""
+        stream = FakeVADStream()
+        self.streams.append(stream)
+        return stream
+
+
+class FakeASR(ASRBackend):
+    """Hears :attr:`text`, one word per :attr:`seconds_per_word` of loud audio.
+
+    A request's transcript is the first ``round(loud_s / seconds_per_word)`` words of
+    :attr:`text` (split on spaces), where ``loud_s`` counts the 10 ms blocks of its audio
+    that are loud (:data:`SPEECH_MEAN_ABS`): a partial pass over the first 0.8 s of
+    speech hears two words, and once the speech has lasted ``len(words) *
+    seconds_per_word`` every pass hears the whole text. Silence is empty text, as the
+    real backends transcribe it.
+
+    The answer depends on the audio alone, never on how many passes came before, so a
+    speculative pass that is repeated or cancelled changes nothing. To script what the
+    user says next, set :attr:`text` on the instance between turns. Clear
+    :attr:`release` to hold every pass in the model thread until the test sets it.
+    """
+
+    name = "fake"
+    capabilities = ASRCapabilities(batching=True, partials=True, gpu=False)
+    text = "what is the weather like today"
+    """What the user says (instances may set their own)."""
+    seconds_per_word = 0.4
+    """Loud audio per word heard, in seconds (150 words a minute; one word outlasts the
+    VAD's default ``min_speech_ms``)."""
+    block_samples = VAD_SAMPLE_RATE_HZ // 100
+    """Loudness is judged per block of this many samples (10 ms)."""
+
+    def __init__(self, settings: ASRSettings) -> None:
+        super().__init__(settings)
+        self.batches: list[list[ASRRequest]] = []
+        """The requests of each model call, in the order they ran."""
+        self.release = threading.Event()
+        self.release.set()
+
+    @classmethod
+    def load(cls, settings: ASRSettings) -> Self:
+        """A fake ASR with ``settings``; there is nothing to load."""
+        return cls(settings)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """English and Chinese, like the default Whisper model."""
+        return ("en", "zh")
+
+    def heard_words(self, audio: np.ndarray) -> int:
+        """How many words of :attr:`text` ``audio`` (16 kHz float32) holds."""
+        blocks = len(audio) // self.block_samples
+        shaped = audio[: blocks * self.block_samples].reshape(blocks, self.block_samples)
+        loud_s = int(_is_loud(shaped).sum()) * self.block_samples / VAD_SAMPLE_RATE_HZ
+        return int(loud_s / self.seconds_per_word + 0.5)
+
+    def _transcribe_batch(self, requests: list[ASRRequest]) -> list[Transcript]:
+        self.release.wait()
+        self.batches.append(list(requests))
+        words = self.text.split()
+        return [
+            Transcript(
+                text=" ".join(words[: self.heard_words(request.audio)]),
+                is_final=request.is_final,
+                language=request.language or self.settings.language or "en",
+                end_pts_ns=request.end_pts_ns,
+                turn_id=request.turn_id,
+            )
+            for request in requests
+        ]

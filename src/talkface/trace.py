@@ -38,6 +38,7 @@ class TurnTrace:
 
     @classmethod
     def start(cls, clock: Clock, origin_ns: int | None = None) -> TurnTrace:
+        """A trace whose times count from ``origin_ns`` (default: now on ``clock``)."""
         return cls(clock=clock, origin_ns=clock.now_ns() if origin_ns is None else origin_ns)
 
     def mark(self, stage: str, at_ns: int | None = None) -> None:

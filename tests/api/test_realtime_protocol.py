@@ -18,7 +18,7 @@ import pytest
 from talkface.api.auth import Principal
 from talkface.api.errors import ClientTooSlow
 from talkface.api.realtime import ice, outgoing
-from talkface.api.realtime.media import AUDIO_RATE_HZ, AvatarMedia
+from talkface.api.realtime.media import AvatarMedia
 from talkface.api.realtime.outgoing import (
     FMP4Stream,
     SendQueue,
@@ -37,14 +37,14 @@ from talkface.api.schemas import (
     TextMessage,
 )
 from talkface.api.sessions import SessionRegistry
-from talkface.audio import float32_to_pcm16
+from talkface.audio import PLAYBACK_RATE_HZ, float32_to_pcm16
 from talkface.clock import ManualClock, MonotonicClock
 from talkface.config import load_settings
 from talkface.conversation import ConversationOptions
 from talkface.errors import BadInput, Overloaded, PayloadTooLarge
 from talkface.messages import NS_PER_S, EndOfTurn, Interrupt, Message, SpeechAudio, VideoFrame
 from talkface.output.mp4 import OutputSettings
-from talkface.output.playout import Playout
+from talkface.output.timeline import Timeline
 from talkface.runtime import Runtime
 
 pytestmark = pytest.mark.unit
@@ -93,11 +93,11 @@ def test_oversized_messages_are_refused_before_parsing() -> None:
 
 
 class FakeConversation:
-    """What AvatarMedia reads: an outbox, a playout, a clock, and idle frames."""
+    """What AvatarMedia reads: an outbox, a timeline, and idle frames."""
 
     def __init__(self) -> None:
         self.clock = MonotonicClock()
-        self.playout = Playout(self.clock)
+        self.timeline = Timeline(self.clock)
         self.outbox: asyncio.Queue[Message | None] = asyncio.Queue()
         self.read = 0
         self.progress = asyncio.Event()  # set each time a message is read
@@ -156,12 +156,12 @@ class Harness:
 
     def anchor_ns(self, turn_id: int) -> int:
         """Wall time the turn's timeline pts 0 plays at."""
-        position = self.conversation.playout.position_ns(turn_id)
+        position = self.conversation.timeline.heard_ns(turn_id)
         assert position is not None
         return self.conversation.clock.now_ns() - position
 
     def samples_at(self, wall_ns: int) -> int:
-        return (wall_ns - self.media.start_clock()) * AUDIO_RATE_HZ // NS_PER_S
+        return (wall_ns - self.media.start_clock()) * PLAYBACK_RATE_HZ // NS_PER_S
 
 
 async def run_media(harness: Harness, body: Callable[[], Any]) -> None:
@@ -201,10 +201,11 @@ async def test_the_listening_face_plays_until_a_turn_and_after_it() -> None:
         assert int(after[0, 0, 0]) == 505 % 100
         # Speech plays where its turn is due, silence around it, nothing lost.
         begin = harness.samples_at(anchor)
-        audio = np.frombuffer(media.audio(0, begin + AUDIO_RATE_HZ), np.int16)
+        audio = np.frombuffer(media.audio(0, begin + PLAYBACK_RATE_HZ), np.int16)
         loud = np.flatnonzero(np.abs(audio) > 300)
-        assert begin - 5 <= loud[0] <= begin + AUDIO_RATE_HZ // 50  # within a chunk
-        assert loud[-1] - loud[0] == pytest.approx(0.2 * AUDIO_RATE_HZ, abs=AUDIO_RATE_HZ // 100)
+        assert begin - 5 <= loud[0] <= begin + PLAYBACK_RATE_HZ // 50  # within a chunk
+        assert loud[-1] - loud[0] == pytest.approx(0.2 * PLAYBACK_RATE_HZ,
+                                                   abs=PLAYBACK_RATE_HZ // 100)
         # The client hears the end of the turn when its media has played.
         await asyncio.wait_for(harness.ended.wait(), 5)
 
@@ -219,7 +220,7 @@ async def test_an_interrupt_silences_the_turn_at_once() -> None:
         await harness.put(*turn(1, 2.0, first_index=100)[:6])  # 2 s of speech + 5 frames
         anchor = harness.anchor_ns(1)
         begin = harness.samples_at(anchor)
-        chunk = AUDIO_RATE_HZ // 50
+        chunk = PLAYBACK_RATE_HZ // 50
         before = np.frombuffer(media.audio(0, begin + 3 * chunk), np.int16)
         assert np.abs(before[begin + chunk :]).max() > 300  # it is talking
         assert int(media.video_frame(anchor + FRAME_NS)[0, 0, 0]) == 150 + 1
@@ -236,7 +237,7 @@ async def test_an_interrupt_silences_the_turn_at_once() -> None:
         # The next answer starts now, not when the cut one would have ended.
         second = turn(2, 0.2, first_index=200)
         await harness.put(*second)
-        starts_ns = harness.conversation.playout.due_ns(second[0])
+        starts_ns = harness.conversation.timeline.due_ns(second[0])
         assert starts_ns is not None and starts_ns < anchor + NS_PER_S
 
     await run_media(harness, body)
@@ -308,7 +309,7 @@ def test_fmp4_starts_with_an_init_segment_and_fragments_come_every_half_second()
     stream = FMP4Stream(fps=FPS, size_px=64, settings=OutputSettings())
     made: list[tuple[int, bytes]] = []
     image = np.zeros((64, 64, 3), np.uint8)
-    pcm = bytes(2 * AUDIO_RATE_HZ // FPS)
+    pcm = bytes(2 * PLAYBACK_RATE_HZ // FPS)
     for tick in range(3 * FPS):
         image[:] = tick  # the picture changes, as a face does
         made.append((tick, stream.encode(tick, image, pcm)))

@@ -85,3 +85,4 @@ def test_cache_warm_then_stats_on_the_command_line(tmp_path: Path,
     rows = {row[0]: dict(zip(header, row, strict=True)) for row in cells}
     assert rows["clips"]["entries"] == "1" and rows["clips"]["misses"] == "1"
     assert rows["tts"]["entries"] == "1"  # the phrase is one sentence
+    assert rows["videos"]["entries"] == "1"  # its MP4, for `say` and render jobs

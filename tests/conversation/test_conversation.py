@@ -51,7 +51,7 @@ async def talk(conversation: Conversation, audio: np.ndarray) -> Received:
         # Like a real player: media is delivered when it is due, so the conversation
         # knows how much of an answer the listener had heard when it was cut.
         async for message in conversation.messages():
-            await conversation.playout.wait_due(message)
+            await conversation.timeline.wait_due(message)
             received.messages.append((time.monotonic(), message))
 
     collector = asyncio.create_task(collect())
@@ -151,7 +151,7 @@ async def test_speaking_over_the_avatar_interrupts_it_within_one_chunk(
     second = conversation.turns[-1]
     assert "time" in second.transcript.lower() and second.reply
     assert not second.interrupted
-    prompt = conversation._memory.prompt("next")
+    prompt = conversation.memory.prompt("next")
     assert any(INTERRUPTED_MARK in m.content for m in prompt if m.role == "assistant")
 
 
@@ -168,7 +168,7 @@ async def test_typed_turns_keep_memory_and_reuse_the_prompt_prefix(chat_runtime:
     assert second.evaluated_prompt_tokens is not None
     # The system prompt and the first exchange were already evaluated.
     assert second.evaluated_prompt_tokens < second.prompt_tokens / 2
-    prompt = conversation._memory.prompt("Bye.")
+    prompt = conversation.memory.prompt("Bye.")
     assert [m.content for m in prompt if m.role == "user"][:2] == [
         "Hello, my name is Sam.", "What is my name?"]
 

@@ -47,13 +47,13 @@ async def test_a_turn_cut_while_it_plays_ends_once_and_says_it_was_cut(runtime: 
         outbox = talk.messages()
         async for message in outbox:  # the listener starts hearing the answer
             received.append(message)
-            if talk.playout.due_ns(message) is not None:
+            if talk.timeline.due_ns(message) is not None:
                 break
         await talk.send_text("Something else, please.")
         second = await talk.wait_for_answer()
         await talk.end_input()
         async for message in outbox:
-            talk.playout.due_ns(message)
+            talk.timeline.due_ns(message)
             received.append(message)
     assert [m.turn_id for m in received if isinstance(m, Interrupt)] == [first]
     ends = [m for m in received if isinstance(m, EndOfTurn)]

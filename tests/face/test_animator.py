@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from talkface.face import topology as T
-from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
+from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
 from talkface.face.landmark_warp import LandmarkWarpAnimator
 from talkface.face.landmarks import FaceROI, FaceTracker, face_mesh
 from talkface.face.motion import blink_amount
@@ -28,7 +28,7 @@ def avatar_id(animator: LandmarkWarpAnimator) -> str:
 
 
 def tone(seconds: float, amplitude: float) -> np.ndarray:
-    t = np.arange(int(seconds * AUDIO_RATE_HZ)) / AUDIO_RATE_HZ
+    t = np.arange(int(seconds * ANIMATOR_AUDIO_RATE_HZ)) / ANIMATOR_AUDIO_RATE_HZ
     # A vowel-like buzz: a 140 Hz fundamental with harmonics.
     wave = sum(np.sin(2 * np.pi * 140 * h * t) / h for h in range(1, 12))
     return (amplitude * wave / np.abs(wave).max()).astype(np.float32)
@@ -66,7 +66,7 @@ def test_loud_speech_opens_the_mouth_and_silence_closes_it(
 ) -> None:
     loud = animator.animate_sync(request(avatar_id, tone(2.0, 0.8), 10, 5))
     quiet = animator.animate_sync(
-        request(avatar_id, np.zeros(2 * AUDIO_RATE_HZ, np.float32), 10, 5)
+        request(avatar_id, np.zeros(2 * ANIMATOR_AUDIO_RATE_HZ, np.float32), 10, 5)
     )
     open_gap = np.mean([landmarks_of(f).mouth_opening() for f in loud])
     rest_gap = np.mean([landmarks_of(f).mouth_opening() for f in quiet])
@@ -80,7 +80,7 @@ def test_blinks_close_the_eyes(animator: LandmarkWarpAnimator, avatar_id: str) -
     shut = blink_amount(seed, times, 14.0)
     blink_frame = int(np.argmax(shut > 0.95))
     assert shut[blink_frame] > 0.95
-    silence = np.zeros(40 * AUDIO_RATE_HZ, np.float32)
+    silence = np.zeros(40 * ANIMATOR_AUDIO_RATE_HZ, np.float32)
     frames = animator.animate_sync(request(avatar_id, silence, blink_frame - 6, 7, seed=seed))
     # Where the open eyes are, the shut ones show lid skin instead of dark iris.
     eyes = landmarks_of(frames[0]).xy
@@ -90,7 +90,7 @@ def test_blinks_close_the_eyes(animator: LandmarkWarpAnimator, avatar_id: str) -
 
 
 def test_the_head_sways_a_little_when_idle(animator: LandmarkWarpAnimator, avatar_id: str) -> None:
-    silence = np.zeros(10 * AUDIO_RATE_HZ, np.float32)
+    silence = np.zeros(10 * ANIMATOR_AUDIO_RATE_HZ, np.float32)
     frames = animator.animate_sync(request(avatar_id, silence, 0, 100))
     noses = np.array([landmarks_of(f).xy[T.NOSE_TIP] for f in frames[::10]])
     travel = np.ptp(noses, axis=0).max()
@@ -131,6 +131,7 @@ def test_landmarks_of_the_untouched_portrait_match_preparation(
 ) -> None:
     # The measuring instrument agrees with itself: re-measuring a still frame finds the
     # face where preparation put it.
-    frame = animator.animate_sync(request(avatar_id, np.zeros(AUDIO_RATE_HZ, np.float32), 0, 1))[0]
+    still = np.zeros(ANIMATOR_AUDIO_RATE_HZ, np.float32)
+    frame = animator.animate_sync(request(avatar_id, still, 0, 1))[0]
     measured = face_mesh().refine(frame, FaceROI.from_landmarks(landmarks_of(frame).points)).xy
     assert np.abs(measured - landmarks_of(frame).xy).max() < 3.0

@@ -10,7 +10,7 @@ import pytest
 
 from talkface.face import topology as T
 from talkface.face.avatar import prepare_avatar
-from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
+from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings
 from talkface.face.landmark_warp import LandmarkWarpAnimator
 from talkface.face.portrait import load_portrait
 from talkface.messages import Emotion
@@ -34,7 +34,7 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> dict[Emotion, np.ndarray
                                 head_motion=0.0, blinks_per_min=0.0)
     animator = LandmarkWarpAnimator.load(settings)
     avatar_id = animator.prepare_avatar_sync(load_portrait())
-    t = np.arange(2 * AUDIO_RATE_HZ) / AUDIO_RATE_HZ
+    t = np.arange(2 * ANIMATOR_AUDIO_RATE_HZ) / ANIMATOR_AUDIO_RATE_HZ
     vowel = sum(np.sin(2 * np.pi * 140 * h * t) / h for h in range(1, 12))
     audio = (0.3 * vowel / np.abs(vowel).max()).astype(np.float32)
     return {

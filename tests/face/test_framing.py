@@ -16,7 +16,7 @@ import pytest
 
 from talkface.face import topology as T
 from talkface.face.avatar import AvatarStore, avatar_key, prepare_avatar
-from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings, Framing
+from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings, Framing
 from talkface.face.landmark_warp import LandmarkWarpAnimator
 from talkface.face.landmarks import FaceTracker
 from talkface.face.lipsync import decode_video
@@ -120,7 +120,7 @@ def test_the_crop_stays_put_while_the_head_sways(tmp_path: Path, portrait: np.nd
     animator = LandmarkWarpAnimator.load(AnimatorSettings(cache_dir=tmp_path))
     avatar_id = animator.prepare_avatar_sync(portrait)
     still = AvatarStore(tmp_path).get(avatar_id).image
-    silence = np.zeros(8 * AUDIO_RATE_HZ, np.float32)
+    silence = np.zeros(8 * ANIMATOR_AUDIO_RATE_HZ, np.float32)
     frames = animator.animate_sync(AnimationRequest(
         avatar_id=avatar_id, first_frame_index=0, num_frames=100, fps=25, audio=silence,
         audio_start_ns=0, seed=4,

@@ -12,7 +12,7 @@ import pytest
 
 from talkface.face import topology as T
 from talkface.face.avatar import PreparedAvatar, prepare_avatar
-from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings, Framing
+from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ, AnimationRequest, AnimatorSettings, Framing
 from talkface.face.landmark_warp import LandmarkWarpAnimator
 from talkface.face.portrait import load_portrait
 from talkface.face.render import FacePose, render_frame
@@ -184,7 +184,7 @@ def test_speech_opens_a_dark_mouth_in_the_animators_output(
     settings = AnimatorSettings(cache_dir=tmp_path_factory.mktemp("mouth"), head_motion=0.0)
     animator = LandmarkWarpAnimator.load(settings)
     avatar_id = animator.prepare_avatar_sync(photo)
-    t = np.arange(2 * AUDIO_RATE_HZ) / AUDIO_RATE_HZ
+    t = np.arange(2 * ANIMATOR_AUDIO_RATE_HZ) / ANIMATOR_AUDIO_RATE_HZ
     vowel = sum(np.sin(2 * np.pi * 140 * h * t) / h for h in range(1, 12))
     audio = (0.9 * vowel / np.abs(vowel).max()).astype(np.float32)
     frame = animator.animate_sync(AnimationRequest(

@@ -12,11 +12,10 @@ import typer.testing
 from pydantic import ValidationError
 
 from talkface.errors import ConfigError
-from talkface.planner import Deployment, PlanOptions, Profile, SimOptions, Workload, make_plan
+from talkface.planner import PlanOptions, Profile, Workload, make_plan
 from talkface.planner.cache_rates import COMMAND_LINE, NO_CACHE, apply_cache_rates
 from talkface.planner.cli import app
 from talkface.planner.report import plan_json, render_report
-from talkface.planner.simulate import simulate
 from talkface.planner.workload import SLO
 
 pytestmark = pytest.mark.unit
@@ -66,6 +65,8 @@ def test_the_shipped_profile_unsimulated_does_not_claim_the_slo(tmp_path: Path) 
 
 
 # 2. The default workload reuses the conversation's prefix, as the product does.
+# (That the measured profile meets the SLO only with that reuse is simulated in
+# test_simulator.py.)
 
 
 def test_default_workload_evaluates_only_new_tokens_most_turns() -> None:
@@ -88,19 +89,6 @@ def test_no_reuse_and_measured_shares_stay_expressible() -> None:
     assert measured.evaluated_prompt_tokens_mean == pytest.approx(0.05 * 700)
     with pytest.raises(ValidationError, match="fixed_share"):
         Workload(prompt_reuse="prefix", prompt_cached_share=0.5)
-
-
-def test_measured_profile_serves_one_session_within_the_slo_as_measured() -> None:
-    """docs/capacity.md: on this box the load test met the SLO at 1 session."""
-    profile = Profile.load(MEASURED_PROFILE)
-    deployment, options = Deployment.cpu_box(profile), SimOptions(seed=0, target_turns=200)
-    slo = SLO()
-    reuse = simulate(deployment, profile, Workload(), 1, options)
-    assert reuse.meets(slo), reuse.ttff_p95_ms
-    # Re-evaluating a 700-token prompt every turn (no prefix cache) cannot.
-    no_reuse = simulate(deployment, profile, Workload(prompt_reuse="fixed_share"), 1, options)
-    assert not no_reuse.meets(slo)
-    assert no_reuse.ttff_p95_ms > 2 * reuse.ttff_p95_ms
 
 
 # 3. Cache hit rates are measured, assumed on request, or 0.

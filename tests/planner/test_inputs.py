@@ -11,6 +11,7 @@ import typer.testing
 from talkface.errors import ConfigError
 from talkface.planner.catalog import GPUCatalog
 from talkface.planner.cli import app
+from talkface.planner.deployment import Deployment
 from talkface.planner.make import make_plan
 from talkface.planner.profile import Profile, ServicePoint
 from talkface.planner.workload import Workload
@@ -126,3 +127,8 @@ def test_cli_reports_a_malformed_file_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "not valid YAML" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_gpu_profile_is_not_a_cpu_box() -> None:
+    with pytest.raises(ConfigError, match="CPU profile"):
+        Deployment.cpu_box(Profile.from_published())

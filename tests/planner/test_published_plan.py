@@ -13,7 +13,9 @@ import yaml
 from talkface.planner import PlanOptions, Profile, make_plan, write_plan
 from talkface.planner.plan import Plan
 
-pytestmark = pytest.mark.unit
+# Each test reads one plan simulated at 1500 sessions (seconds of CPU): a whole-planner
+# run, so it is kept out of the fast `-m unit` loop; `make test` runs it.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Short simulations keep the suite fast; the CLI default measures 2000 turns per run.
 FAST = PlanOptions(sim_turns=300, curve_points=(0.5, 1.0), max_sessions_rel_tol=0.25)

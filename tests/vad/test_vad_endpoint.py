@@ -1,19 +1,19 @@
 """The endpointer's state machine, driven by a VAD whose answer is the audio's loudness.
 
-The fake stream says "speech" exactly where the test put a tone, so every expected time
-below is known to the sample. The real silero model is tested in test_silero.py.
+:class:`~talkface.testing.FakeVAD` says "speech" exactly where the test put a tone, so
+every expected time below is known to the sample. The real silero model is tested in
+test_vad_silero.py.
 """
 
 from __future__ import annotations
-
-from typing import Self
 
 import numpy as np
 import pytest
 
 from talkface.audio import float32_to_pcm16, resample
 from talkface.messages import NS_PER_S, AudioChunk
-from talkface.vad.base import VADBackend, VADSettings, VADStream
+from talkface.testing import FakeVAD
+from talkface.vad.base import VADSettings
 from talkface.vad.endpoint import (
     Endpointer,
     SpeechDiscarded,
@@ -28,31 +28,6 @@ pytestmark = pytest.mark.unit
 RATE = 16_000
 WINDOW = 512
 MS = 1_000_000  # ns
-
-
-class LoudnessStream(VADStream):
-    """Speech probability 1 for a window louder than -26 dBFS on average, else 0."""
-
-    def __init__(self) -> None:
-        self.windows_seen = 0
-
-    def speech_probabilities(self, windows: np.ndarray) -> np.ndarray:
-        self.windows_seen += len(windows)
-        return (np.abs(windows).mean(axis=1) > 0.05).astype(np.float32)
-
-    def reset(self) -> None:
-        self.windows_seen = 0
-
-
-class LoudnessVAD(VADBackend):
-    name = "loudness"
-
-    @classmethod
-    def load(cls, settings: VADSettings) -> Self:
-        return cls(settings)
-
-    def new_stream(self) -> LoudnessStream:
-        return LoudnessStream()
 
 
 def tone(seconds: float) -> np.ndarray:
@@ -91,11 +66,11 @@ def kinds(events: list[tuple[int, VADEvent]]) -> list[str]:
 
 
 @pytest.fixture
-def vad() -> LoudnessVAD:
-    return LoudnessVAD.load(VADSettings(min_silence_ms=400, speech_pad_ms=100))
+def vad() -> FakeVAD:
+    return FakeVAD.load(VADSettings(min_silence_ms=400, speech_pad_ms=100))
 
 
-def test_speech_start_is_decided_within_one_window_of_the_onset(vad: LoudnessVAD) -> None:
+def test_speech_start_is_decided_within_one_window_of_the_onset(vad: FakeVAD) -> None:
     onset = 16_123
     audio = np.concatenate([silence(onset / RATE), tone(1.0), silence(1.0)])
     events = feed(Endpointer(vad), audio)
@@ -107,7 +82,7 @@ def test_speech_start_is_decided_within_one_window_of_the_onset(vad: LoudnessVAD
     assert fed - onset <= WINDOW + 320
 
 
-def test_speech_ends_after_the_hangover_with_padded_audio(vad: LoudnessVAD) -> None:
+def test_speech_ends_after_the_hangover_with_padded_audio(vad: FakeVAD) -> None:
     audio = np.concatenate([silence(1.0), tone(1.5), silence(1.5)])
     events = feed(Endpointer(vad), audio)
     (_, start), (fed_pause, pause), (fed_end, end) = events
@@ -130,7 +105,7 @@ def test_speech_ends_after_the_hangover_with_padded_audio(vad: LoudnessVAD) -> N
     assert np.array_equal(pause.utterance.audio, utterance.audio)
 
 
-def test_a_short_pause_inside_speech_does_not_end_it(vad: LoudnessVAD) -> None:
+def test_a_short_pause_inside_speech_does_not_end_it(vad: FakeVAD) -> None:
     audio = np.concatenate([silence(0.5), tone(1.0), silence(0.25), tone(1.0), silence(1.0)])
     events = feed(Endpointer(vad), audio)
     assert kinds(events) == ["SpeechStart", "SpeechPause", "SpeechPause", "SpeechEnd"]
@@ -140,18 +115,18 @@ def test_a_short_pause_inside_speech_does_not_end_it(vad: LoudnessVAD) -> None:
     assert first_pause.utterance.end_pts_ns < end.utterance.end_pts_ns
 
 
-def test_silence_gives_no_events(vad: LoudnessVAD) -> None:
+def test_silence_gives_no_events(vad: FakeVAD) -> None:
     endpointer = Endpointer(vad)
     assert feed(endpointer, silence(5.0)) == []
     assert endpointer.utterance_audio() is None
 
 
-def test_a_click_shorter_than_min_speech_is_discarded(vad: LoudnessVAD) -> None:
+def test_a_click_shorter_than_min_speech_is_discarded(vad: FakeVAD) -> None:
     audio = np.concatenate([silence(0.5), tone(0.1), silence(1.0)])
     assert kinds(feed(Endpointer(vad), audio)) == ["SpeechStart", "SpeechDiscarded"]
 
 
-def test_a_long_monologue_is_cut_at_max_speech(vad: LoudnessVAD) -> None:
+def test_a_long_monologue_is_cut_at_max_speech(vad: FakeVAD) -> None:
     settings = VADSettings(max_speech_s=2.0, min_silence_ms=400, speech_pad_ms=100)
     events = feed(Endpointer(vad, settings), np.concatenate([tone(5.0), silence(1.0)]))
     assert kinds(events)[:3] == ["SpeechStart", "SpeechEnd", "SpeechStart"]
@@ -163,7 +138,7 @@ def test_a_long_monologue_is_cut_at_max_speech(vad: LoudnessVAD) -> None:
     assert not ends[-1].forced
 
 
-def test_in_progress_utterance_grows_while_the_user_speaks(vad: LoudnessVAD) -> None:
+def test_in_progress_utterance_grows_while_the_user_speaks(vad: FakeVAD) -> None:
     endpointer = Endpointer(vad)
     durations = []
     audio = np.concatenate([silence(0.5), tone(2.0)])
@@ -179,7 +154,7 @@ def test_in_progress_utterance_grows_while_the_user_speaks(vad: LoudnessVAD) -> 
     assert durations[-1] == pytest.approx(2.0 + 0.2, abs=0.05)
 
 
-def test_48khz_input_gives_the_same_events_as_16khz(vad: LoudnessVAD) -> None:
+def test_48khz_input_gives_the_same_events_as_16khz(vad: FakeVAD) -> None:
     audio = np.concatenate([silence(0.7), tone(1.2), silence(1.0)])
     at_16k = feed(Endpointer(vad), audio)
     at_48k = feed(Endpointer(vad), audio, rate=48_000, chunk_ms=10)
@@ -191,7 +166,7 @@ def test_48khz_input_gives_the_same_events_as_16khz(vad: LoudnessVAD) -> None:
             assert abs(a.utterance.end_pts_ns - b.utterance.end_pts_ns) <= 32 * MS
 
 
-def test_times_follow_the_input_timeline(vad: LoudnessVAD) -> None:
+def test_times_follow_the_input_timeline(vad: FakeVAD) -> None:
     audio = np.concatenate([silence(1.0), tone(1.0), silence(1.0)])
     events = feed(Endpointer(vad), audio, start_pts_ns=5 * NS_PER_S)
     start = events[0][1]
@@ -199,7 +174,7 @@ def test_times_follow_the_input_timeline(vad: LoudnessVAD) -> None:
     assert abs(start.pts_ns - 6 * NS_PER_S) <= 32 * MS
 
 
-def test_a_gap_in_the_input_shifts_later_times(vad: LoudnessVAD) -> None:
+def test_a_gap_in_the_input_shifts_later_times(vad: FakeVAD) -> None:
     endpointer = Endpointer(vad)
     first = silence(1.0)
     endpointer.push(AudioChunk(pcm=float32_to_pcm16(first), sample_rate_hz=RATE, pts_ns=0))
@@ -212,12 +187,12 @@ def test_a_gap_in_the_input_shifts_later_times(vad: LoudnessVAD) -> None:
     assert abs(start.pts_ns - 2 * NS_PER_S) <= 32 * MS
 
 
-def test_end_of_input_closes_a_running_utterance(vad: LoudnessVAD) -> None:
+def test_end_of_input_closes_a_running_utterance(vad: FakeVAD) -> None:
     events = feed(Endpointer(vad), np.concatenate([silence(0.5), tone(1.0)]))
     assert kinds(events) == ["SpeechStart", "SpeechEnd"]
 
 
-async def test_apush_runs_the_model_in_the_worker_thread(vad: LoudnessVAD) -> None:
+async def test_apush_runs_the_model_in_the_worker_thread(vad: FakeVAD) -> None:
     audio = np.concatenate([silence(0.5), tone(1.0), silence(1.0)])
     endpointer = Endpointer(vad)
     events: list[VADEvent] = []
@@ -239,7 +214,7 @@ def test_settings_refuse_padding_longer_than_the_hangover() -> None:
     assert VADSettings(threshold=0.6).silence_threshold == pytest.approx(0.45)
 
 
-def test_discarded_event_carries_times(vad: LoudnessVAD) -> None:
+def test_discarded_event_carries_times(vad: FakeVAD) -> None:
     audio = np.concatenate([silence(1.0), tone(0.1), silence(1.0)])
     discarded = [e for _, e in feed(Endpointer(vad), audio) if isinstance(e, SpeechDiscarded)]
     assert len(discarded) == 1

@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket server (FastAPI): routes, wire schemas, auth, limits, metrics."""

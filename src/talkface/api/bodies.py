@@ -55,6 +55,7 @@ class LimitedBodyRoute(APIRoute):
     """A route whose request body may not exceed the server's upload limit."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The route's handler, refusing a body over the route's upload limit before reading it."""
         handler = super().get_route_handler()
 
         async def limited(request: Request) -> Response:

@@ -11,6 +11,7 @@ from talkface.errors import Overloaded
 
 
 def state_of(request: Request) -> ServerState:
+    """The server's state (settings, runtime, stores) that the app holds, from ``request``."""
     return request.app.state.talkface
 
 

@@ -96,6 +96,8 @@ def error_response(status: int, code: str, message: str, *,
 
 
 def response_for(exc: TalkfaceError) -> JSONResponse:
+    """The JSON error response for ``exc``: its HTTP status, code and message, with
+    ``Retry-After`` when the server is full or the caller is rate-limited."""
     retry = exc.retry_after_s if isinstance(exc, (Overloaded, RateLimited)) else None
     return error_response(exc.http_status, exc.code, str(exc), retry_after_s=retry)
 

@@ -51,6 +51,8 @@ class SecurityHeadersMiddleware:
         self._csp_exempt = csp_exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry: add the security headers (and the CSP, except on exempt paths) to every
+        HTTP response."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -209,6 +209,7 @@ class MetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry: count and time each HTTP request, by route and status."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -48,9 +48,11 @@ class QuotaMetrics:
         )
 
     def quota_used(self, kind: QuotaKind, amount: float) -> None:
+        """Add ``amount`` (minutes or tokens) of ``kind`` to the used-quota counter."""
         self.used.labels(kind).inc(amount)
 
     def quota_exceeded(self, kind: QuotaKind) -> None:
+        """Count one request refused because ``kind``'s quota is used up."""
         self.exceeded.labels(kind).inc()
 
 

@@ -26,6 +26,7 @@ FormNumber = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class ErrorBody(BaseModel):
+    """The ``error`` object of every refusal: message, type and code, as OpenAI sends them."""
     message: str
     type: str
     code: str
@@ -38,6 +39,7 @@ class ErrorResponse(BaseModel):
 
 
 class Health(BaseModel):
+    """``GET /healthz``: the process is up (the models may still be loading)."""
     status: Literal["ok"] = "ok"
 
 
@@ -100,10 +102,12 @@ class TranscriptionForm(StrictModel):
 
 
 class Transcription(BaseModel):
+    """``POST /v1/audio/transcriptions`` reply in the ``json`` format: the text only."""
     text: str
 
 
 class TranscriptionSegment(BaseModel):
+    """One segment of a verbose transcription; ``start`` and ``end`` in seconds into the audio."""
     id: int
     start: float
     end: float
@@ -111,6 +115,8 @@ class TranscriptionSegment(BaseModel):
 
 
 class TranscriptionVerbose(BaseModel):
+    """Transcription reply in the ``verbose_json`` format: language, duration (s), text and
+    segments."""
     task: Literal["transcribe"] = "transcribe"
     language: str
     duration: float
@@ -119,6 +125,7 @@ class TranscriptionVerbose(BaseModel):
 
 
 class ChatContentPart(StrictModel):
+    """One text part of a chat message whose content is a list of parts."""
     type: Literal["text"]
     text: str
 
@@ -131,12 +138,14 @@ class ChatCompletionMessage(StrictModel):
     name: str | None = Field(None, max_length=64)
 
     def text(self) -> str:
+        """The message's text, its parts joined when the content is a list."""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
 
 
 class StreamOptions(StrictModel):
+    """``stream_options``: ``include_usage`` adds a last chunk with the token counts."""
     include_usage: bool = False
 
 
@@ -161,16 +170,19 @@ class ChatCompletionRequest(StrictModel):
     user: str | None = Field(None, max_length=256, description="accepted, not used")
 
     def stop_sequences(self) -> tuple[str, ...]:
+        """The non-empty stop strings, whether ``stop`` was one string or a list."""
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return tuple(s for s in stops if s)
 
 
 class ChatReplyMessage(BaseModel):
+    """The assistant's message in a chat completion."""
     role: Literal["assistant"] = "assistant"
     content: str
 
 
 class ChatChoice(BaseModel):
+    """The one choice of a chat completion, and why generation stopped."""
     index: int = 0
     message: ChatReplyMessage
     finish_reason: Literal["stop", "length"]
@@ -178,12 +190,14 @@ class ChatChoice(BaseModel):
 
 
 class Usage(BaseModel):
+    """Token counts of a chat completion: prompt, completion and their total."""
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
 class ChatCompletion(BaseModel):
+    """``POST /v1/chat/completions`` reply when not streaming."""
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -193,11 +207,13 @@ class ChatCompletion(BaseModel):
 
 
 class ChatDelta(BaseModel):
+    """What one streamed chunk adds to the reply: the role first, then pieces of text."""
     role: Literal["assistant"] | None = None
     content: str | None = None
 
 
 class ChatChunkChoice(BaseModel):
+    """The one choice of a streamed chunk; ``finish_reason`` is set on the last."""
     index: int = 0
     delta: ChatDelta
     finish_reason: Literal["stop", "length"] | None = None
@@ -216,6 +232,7 @@ class ChatCompletionChunk(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """One model that ``/v1/chat/completions`` answers with."""
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -223,6 +240,7 @@ class ModelCard(BaseModel):
 
 
 class ModelList(BaseModel):
+    """``GET /v1/models``: the models this server answers with."""
     object: Literal["list"] = "list"
     data: list[ModelCard]
 
@@ -276,6 +294,7 @@ class RenderJob(BaseModel):
 
 
 class RenderList(BaseModel):
+    """``GET /v1/renders``: the caller's render jobs, newest first."""
     object: Literal["list"] = "list"
     data: list[RenderJob]
 
@@ -313,11 +332,13 @@ class AvatarForm(StrictModel):
 
 
 class AvatarCreated(BaseModel):
+    """Reply to an avatar upload: the id to pass as ``avatar_id``."""
     avatar_id: str
     object: Literal["avatar"] = "avatar"
 
 
 class VoiceCard(BaseModel):
+    """One voice: its name, language, TTS backend and what it sounds like."""
     name: str
     language: str
     backend: str
@@ -325,6 +346,7 @@ class VoiceCard(BaseModel):
 
 
 class VoiceList(BaseModel):
+    """``GET /v1/voices``: the voices, and the OpenAI voice names accepted for them."""
     object: Literal["list"] = "list"
     data: list[VoiceCard]
     openai_voices: list[str] = Field(
@@ -384,6 +406,7 @@ class LiveSessionInfo(BaseModel):
 
 
 class LiveSessionList(BaseModel):
+    """The caller's live sessions."""
     object: Literal["list"] = "list"
     data: list[LiveSessionInfo]
 
@@ -546,6 +569,7 @@ class ErrorEvent(_Event):
 
 
 class PongEvent(_Event):
+    """Answer to ``ping``: the client's time echoed and the server's, in ms (clock sync)."""
     type: Literal["pong"] = "pong"
     client_time_ms: float
     server_time_ms: float

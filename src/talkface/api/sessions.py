@@ -64,6 +64,7 @@ class LiveSession:
     meter: LiveMeter | None = None  # its key's daily quotas (api/realtime/quota.py)
 
     async def aclose(self) -> None:
+        """End the conversation and release what it holds."""
         await self.conversation.aclose()
 
 

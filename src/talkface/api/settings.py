@@ -79,6 +79,9 @@ class ServerSettings(BaseModel):
             Given on the command line or as ``TALKFACE_API_KEYS=k1,k2``; only their
             hashes are kept in memory.
         token_ttl_s: lifetime of a session token (what the browser page gets).
+        page_token_ttl_s: lifetime of the page link printed at start-up: short, since
+            the terminal, its scroll-back and whatever captures a service's output keep
+            it (a new one: ``POST /v1/tokens`` with the API key).
         data_dir: where render jobs and their videos are kept (default: the cache dir).
         shutdown_grace_s: on shutdown (SIGTERM, Ctrl-C), how long live sessions may take
             to finish the answer they are giving; new sessions are refused meanwhile.
@@ -94,6 +97,7 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
     api_keys: tuple[str, ...] = ()
     token_ttl_s: float = Field(3600.0, gt=0)
+    page_token_ttl_s: float = Field(600.0, gt=0)
     data_dir: Path | None = None
     shutdown_grace_s: float = Field(10.0, ge=0)
     public_docs: bool = False

@@ -44,6 +44,7 @@ class ServerState:
 
     @property
     def ready(self) -> bool:
+        """True once every model has loaded and none failed."""
         return not self.loading and self.failed is None
 
     async def warm_up(self) -> None:

@@ -1,0 +1,1 @@
+"""Speech recognition: the ASR contract, its backends and the streaming transcriber."""

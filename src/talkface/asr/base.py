@@ -125,6 +125,7 @@ class ASRRequest:
 
     @property
     def duration_s(self) -> float:
+        """Length of ``audio``, in seconds."""
         return len(self.audio) / ASR_SAMPLE_RATE_HZ
 
     @classmethod

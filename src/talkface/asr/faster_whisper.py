@@ -74,6 +74,7 @@ class FasterWhisperASR(ASRBackend):
 
     @classmethod
     def load(cls, settings: ASRSettings) -> Self:
+        """Load the Whisper model ``settings.model`` through CTranslate2 (int8, CPU)."""
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -102,9 +103,12 @@ class FasterWhisperASR(ASRBackend):
 
     @property
     def languages(self) -> tuple[str, ...]:
+        """The languages the loaded Whisper model knows (only English for ``tiny.en``)."""
         return tuple(self._model.supported_languages)
 
     def check_language(self, language: str | None) -> None:
+        """Refuse a language hint the model cannot transcribe; an English-only model says
+        which model to use instead."""
         if language is not None and language != "en" and not self.files.multilingual:
             raise BadInput(
                 f"the ASR model {self.settings.model!r} is English only and cannot "

@@ -59,6 +59,7 @@ class LoadOptions:
             then is what live sessions cost while nobody talks (idle video, transport).
         engines: where the started server runs its models ("local" or "ray"); with
             "ray", the server's CPU is the gateway's only (the replicas are other processes).
+        server_log: where the started server's output goes (default: discarded).
     """
 
     sessions: int = 1
@@ -69,6 +70,7 @@ class LoadOptions:
     stagger_s: float = 3.0
     idle_s: float = 5.0
     engines: str = "local"
+    server_log: Path | None = None
 
 
 @dataclass(slots=True)
@@ -363,24 +365,28 @@ async def _server(options: LoadOptions, progress: Progress):  # type: ignore[no-
            "TALKFACE_SERVER__RATE_LIMIT__REQUESTS_PER_S": "1000",
            "TALKFACE_SERVER__RATE_LIMIT__BURST": "1000",
            "TALKFACE_SERVING__ENGINES": options.engines}
-    process = subprocess.Popen(  # noqa: ASYNC220 - spawning is quick; the wait is async below
-        [sys.executable, "-m", "talkface.cli", "serve", "--host", "127.0.0.1", "--port",
-         str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_ready(url, progress)
-        yield url, key, process.pid
-    finally:
-        process.terminate()
+    with contextlib.ExitStack() as files:
+        log = (files.enter_context(options.server_log.open("ab"))
+               if options.server_log is not None else subprocess.DEVNULL)
+        process = subprocess.Popen(  # noqa: ASYNC220 - spawning is quick; the wait is async
+            [sys.executable, "-m", "talkface.cli", "serve", "--host", "127.0.0.1", "--port",
+             str(port)],
+            env=env, stdout=log, stderr=log,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            await _wait_ready(url, progress, process)
+            yield url, key, process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
-async def _wait_ready(url: str, progress: Progress) -> None:
+async def _wait_ready(url: str, progress: Progress,
+                      process: subprocess.Popen[bytes] | None = None) -> None:
     import httpx
 
     progress("waiting for the server to load its models")
@@ -389,6 +395,9 @@ async def _wait_ready(url: str, progress: Progress) -> None:
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get(f"{url}/readyz")).status_code == 200:
                     return
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the server exited with code {process.returncode} before "
+                                   "it was ready (see its log)")
             await asyncio.sleep(0.5)
     raise RuntimeError(f"the server at {url} did not become ready in 5 minutes")
 

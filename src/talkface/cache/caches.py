@@ -10,6 +10,7 @@ from talkface.cache.clips import ClipCache
 from talkface.cache.settings import CacheSettings
 from talkface.cache.store import DiskCache
 from talkface.cache.tts import TTSCache
+from talkface.cache.videos import VideoCache
 
 _open: dict[tuple[Path, int, int, int], Caches] = {}
 _open_lock = threading.Lock()
@@ -17,10 +18,11 @@ _open_lock = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class Caches:
-    """The TTS and clip caches of one folder (None where caching is off)."""
+    """The TTS, clip and video caches of one folder (None where caching is off)."""
 
     tts: TTSCache | None
     clips: ClipCache | None
+    videos: VideoCache | None = None
 
 
 def open_caches(settings: CacheSettings, *, force: bool = False) -> Caches:
@@ -31,7 +33,7 @@ def open_caches(settings: CacheSettings, *, force: bool = False) -> Caches:
         force: open them even when ``settings.enabled`` is off (``talkface cache``).
     """
     if not (settings.enabled or force):
-        return Caches(None, None)
+        return Caches(None, None, None)
     root = settings.root()
     ident = (root, settings.max_bytes, settings.clip_seed, settings.max_clip_chars)
     with _open_lock:
@@ -41,6 +43,8 @@ def open_caches(settings: CacheSettings, *, force: bool = False) -> Caches:
                 TTSCache(DiskCache(root / "tts", max_bytes=settings.max_bytes, name="tts")),
                 ClipCache(DiskCache(root / "clips", max_bytes=settings.max_bytes, name="clips"),
                           seed=settings.clip_seed, max_chars=settings.max_clip_chars),
+                VideoCache(DiskCache(root / "videos", max_bytes=settings.max_bytes, name="videos"),
+                           clip_seed=settings.clip_seed, max_clip_chars=settings.max_clip_chars),
             )
             _open[ident] = caches
         return caches

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import zlib
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,17 +63,33 @@ class Clip:
     audio_end_ns: int
 
 
-def clip_key(pieces: list[tuple[str, Emotion]], *, language: str, voice: VoiceInfo,
-             speed: float, avatar_id: str, animator: AnimatorSettings, seed: int) -> str:
-    """The key of a phrase's clip: everything that shapes its sound and its frames."""
-    return cache_key("clip", {
+CLIP_HIT_MARK = "clip_cache_hit"
+"""The trace mark of a turn played from the clip cache (when the clip was found)."""
+
+
+def turn_key_parts(pieces: Sequence[tuple[str, Emotion]], *, language: str, voice: VoiceInfo,
+                   speed: float, avatar: str, animator: AnimatorSettings,
+                   seed: int) -> dict[str, Any]:
+    """Everything that shapes a turn's sound and frames, rendered from frame 0.
+
+    ``avatar`` names the portrait: a prepared avatar's id, or what the video cache
+    calls it (:func:`talkface.cache.videos.portrait_identity`).
+    """
+    return {
         "sentences": [[normalize_text(text, language), str(emotion)] for text, emotion in pieces],
         "language": language, "voice": voice.name, "voice_backend": voice.backend,
-        "voice_model": voice.model_id, "speed": round(speed, 4), "avatar": avatar_id,
+        "voice_model": voice.model_id, "speed": round(speed, 4), "avatar": avatar,
         "animator": animator.backend, "size_px": animator.size_px, "fps": animator.fps,
         "framing": str(animator.framing), "head_motion": animator.head_motion,
         "blinks_per_min": animator.blinks_per_min, "seed": seed,
-    })
+    }
+
+
+def clip_key(pieces: list[tuple[str, Emotion]], *, language: str, voice: VoiceInfo,
+             speed: float, avatar_id: str, animator: AnimatorSettings, seed: int) -> str:
+    """The key of a phrase's clip: everything that shapes its sound and its frames."""
+    return cache_key("clip", turn_key_parts(pieces, language=language, voice=voice, speed=speed,
+                                            avatar=avatar_id, animator=animator, seed=seed))
 
 
 def encode_clip(clip: Clip) -> Entry:
@@ -240,8 +256,9 @@ async def speak_clip_turn(
 ) -> SpokenTurn:
     """:func:`~talkface.pipeline.speak.speak_turn` for a phrase the clip cache serves.
 
-    A stored clip is played (no TTS, no animator); otherwise the turn is rendered at
-    frame 0 with the clip seed, emitted as it is made, and stored once it is complete.
+    A stored clip is played (no TTS, no animator), and ``trace`` is marked
+    :data:`CLIP_HIT_MARK`; otherwise the turn is rendered at frame 0 with the clip seed,
+    emitted as it is made, and stored once it is complete.
     Without a ``plan`` this is just :func:`~talkface.pipeline.speak.speak_turn`.
     """
     if plan is None:
@@ -252,6 +269,7 @@ async def speak_clip_turn(
     offset_ns = frame_pts_ns(first_frame_index, fps)
     clip = await asyncio.to_thread(cache.lookup, plan.key)
     if clip is not None:
+        trace.mark(CLIP_HIT_MARK)
         trace.mark("first_sentence")
         played = clip.messages()
         while (message := await asyncio.to_thread(next, played, None)) is not None:

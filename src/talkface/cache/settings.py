@@ -12,13 +12,15 @@ class CacheSettings(BaseModel):
     """Where the caches live and how big they may grow.
 
     Attributes:
-        enabled: look sentences up in the TTS cache and phrases in the clip cache
-            (``talkface cache warm`` fills them either way).
-        dir: the caches' folder, holding ``tts/`` and ``clips/`` (default:
+        enabled: look sentences up in the TTS cache, phrases in the clip cache and whole
+            ``say`` outputs and text render jobs in the video cache (``talkface cache
+            warm`` fills them either way).
+        dir: the caches' folder, holding ``tts/``, ``clips/`` and ``videos/`` (default:
             ``$TALKFACE_CACHE_DIR`` or ``~/.cache/talkface``).
-        max_mb: most megabytes each of ``tts/`` and ``clips/`` may hold; the least
-            recently used entries go first.
-        clip_seed: the seed every cached clip is rendered with (blinks, head motion).
+        max_mb: most megabytes each of ``tts/``, ``clips/`` and ``videos/`` may hold; the
+            least recently used entries go first.
+        clip_seed: the seed every cached clip is rendered with (blinks, head motion),
+            and the seed of a ``say`` or render job given none whose text fits a clip.
         max_clip_chars: longest text (after its emotion tag) kept as one clip; longer
             texts are rendered fresh (their sentences still use the TTS cache).
     """
@@ -39,4 +41,5 @@ class CacheSettings(BaseModel):
 
     @property
     def max_bytes(self) -> int:
+        """``max_mb`` in bytes."""
         return int(self.max_mb * 1024 * 1024)

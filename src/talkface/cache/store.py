@@ -63,6 +63,7 @@ class CacheStats:
 
 
 def encode_entry(entry: Entry) -> bytes:
+    """``entry`` as the bytes of its file (prefix, header JSON, body)."""
     header = json.dumps(entry.header, sort_keys=True).encode()
     crc = zlib.crc32(entry.body, zlib.crc32(header))
     return _PREFIX.pack(_MAGIC, len(header), len(entry.body), crc) + header + entry.body
@@ -106,6 +107,7 @@ class DiskCache:
         self._stats_file = folder / _STATS_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
 
     def path_for(self, key: str) -> Path:
+        """The file that holds ``key``'s entry (whether or not it exists)."""
         return self.folder / f"{key}{_SUFFIX}"
 
     def get(self, key: str) -> Entry | None:

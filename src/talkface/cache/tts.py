@@ -12,6 +12,7 @@ from talkface.cache._keys import cache_key
 from talkface.cache.store import DiskCache, Entry
 from talkface.engines import Engine
 from talkface.messages import PhonemeSpan, SpeechAudio
+from talkface.trace import TurnTrace
 from talkface.tts.base import SynthesisRequest
 
 
@@ -32,11 +33,13 @@ def tts_key(request: SynthesisRequest) -> str:
 
 
 def speech_entry(speech: SpeechAudio) -> Entry:
+    """``speech`` as a cache entry: its PCM, with its rate and phonemes in the header."""
     phonemes = [[p.phoneme, p.start_ns, p.end_ns] for p in speech.phonemes]
     return Entry({"sample_rate_hz": speech.sample_rate_hz, "phonemes": phonemes}, speech.pcm)
 
 
 def speech_from_entry(entry: Entry, request: SynthesisRequest) -> SpeechAudio | None:
+    """The speech in ``entry``, labelled for ``request``, or None when it is unusable."""
     try:
         return SpeechAudio(
             pcm=entry.body,
@@ -49,6 +52,10 @@ def speech_from_entry(entry: Entry, request: SynthesisRequest) -> SpeechAudio | 
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+TTS_HIT_MARK = "tts_cache_hit"
+"""The trace mark of a turn whose speech (its first such sentence) came from the cache."""
 
 
 class TTSCache:
@@ -67,10 +74,14 @@ class TTSCache:
         self.store.put(tts_key(request), speech_entry(speech))
 
     async def synthesize(self, engine: Engine[SynthesisRequest, SpeechAudio],
-                         request: SynthesisRequest) -> SpeechAudio:
-        """``request``'s speech from the cache, else from ``engine`` (and then kept)."""
+                         request: SynthesisRequest,
+                         trace: TurnTrace | None = None) -> SpeechAudio:
+        """``request``'s speech from the cache, else from ``engine`` (and then kept); a
+        hit is marked :data:`TTS_HIT_MARK` in ``trace``."""
         cached = await asyncio.to_thread(self.lookup, request)
         if cached is not None:
+            if trace is not None:
+                trace.mark(TTS_HIT_MARK)
             return cached
         speech = await engine.submit(request)
         await asyncio.to_thread(self.store_speech, request, speech)

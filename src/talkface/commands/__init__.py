@@ -1,0 +1,1 @@
+"""The ``talkface`` CLI commands, one module per command."""

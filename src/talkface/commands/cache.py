@@ -10,7 +10,7 @@ import typer
 
 from talkface.commands._common import err_console, handle_errors, out_console, quiet_native_logs
 
-app = typer.Typer(help="The TTS and clip caches: warm them, see their hits and size.",
+app = typer.Typer(help="The TTS, clip and video caches: warm them, see their hits and size.",
                   no_args_is_help=True)
 
 ConfigOption = Annotated[Optional[Path], typer.Option(
@@ -33,10 +33,11 @@ def warm(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Render each phrase once, so `talkface say` plays it from disk.
+    """Render each phrase once, so `talkface say` copies its MP4 from disk.
 
-    A `say` hits a warmed phrase when it uses the same voice, avatar, speed, size and
-    fps, and no --seed (or --seed equal to cache.clip_seed).
+    A `say` (or a text render job) hits a warmed phrase when it uses the same voice,
+    avatar, speed, size, fps and output settings, and no --seed (or --seed equal to
+    cache.clip_seed). Live sessions play warmed phrases from the clip cache.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -85,7 +86,8 @@ def stats(config: ConfigOption = None) -> None:
     table = Table("cache", "hits", "misses", "corrupt", "evictions", "entries", "MB",
                   title=str(settings.cache.root()))
     for store in (caches.tts.store if caches.tts else None,
-                  caches.clips.store if caches.clips else None):
+                  caches.clips.store if caches.clips else None,
+                  caches.videos.store if caches.videos else None):
         if store is None:
             continue
         s = store.stats()

@@ -124,7 +124,7 @@ class _Recorder:
     async def run(self) -> None:
         async for message in self.conversation.messages():
             if isinstance(message, (SpeechAudio, VideoFrame)):
-                await self.conversation.playout.wait_due(message)
+                await self.conversation.timeline.wait_due(message)
                 await self._write(message)
             elif isinstance(message, Transcript):
                 if message.is_final and not self.quiet:
@@ -302,6 +302,7 @@ def trace_document(turns: list[TurnRecord]) -> dict[str, object]:
 
 
 def write_trace(turns: list[TurnRecord], path: Path) -> None:
+    """Write the turns' timing traces to ``path`` as JSON."""
     path.write_text(json.dumps(trace_document(turns), indent=2, ensure_ascii=False) + "\n",
                     encoding="utf-8")
 

@@ -84,7 +84,7 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
     server = settings.server
     base = f"http://{server.host}:{server.port}"
     key_id = KeyRing(keys).identify(keys[0]) or ""
-    page_token, _ = TokenSigner(secret).issue(key_id, server.token_ttl_s)
+    page_token, _ = TokenSigner(secret).issue(key_id, server.page_token_ttl_s)
     where = ("on Ray Serve, one deployment per stage" if serving.engines == "ray"
              else "in this process")
     out_console.print(f"talkface is starting on [bold]{base}[/] (models load in the background,"
@@ -95,7 +95,8 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
     else:
         out_console.print(f"API keys: {len(keys)} from {_KEYS_ENV}")
     out_console.print(f"talk to the avatar: {base}/?token={page_token} "
-                      f"(a session token, valid {server.token_ttl_s / 60:.0f} min)", soft_wrap=True)
+                      f"(valid {server.page_token_ttl_s / 60:.0f} min; a new link: POST "
+                      "/v1/tokens with the API key)", soft_wrap=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises SIGTERM again so that the
     # process dies of it; a clean shutdown should exit 0 for service managers instead.
     signal.signal(signal.SIGTERM, _on_sigterm)

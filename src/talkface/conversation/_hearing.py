@@ -51,14 +51,15 @@ class Hearing:
     async def push(self, chunk: AudioChunk) -> list[VADEvent]:
         """Feed microphone audio; the VAD events it completes."""
         if self._endpointer is None:
-            self._endpointer = Endpointer(await self._runtime.vad(), self._runtime.settings.vad)
+            self._endpointer = Endpointer(await self._runtime.vad(), self._runtime.settings.vad,
+                                          engine=await self._runtime.vad_engine())
         events = await self._endpointer.apush(chunk)
         self._update_if_due()
         return events
 
-    def flush(self) -> list[VADEvent]:
+    async def flush(self) -> list[VADEvent]:
         """End of input: the events that closes."""
-        return self._endpointer.flush() if self._endpointer is not None else []
+        return await self._endpointer.aflush() if self._endpointer is not None else []
 
     def _update_if_due(self) -> None:
         endpointer, transcriber = self._endpointer, self._transcriber

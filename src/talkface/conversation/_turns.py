@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,18 +40,66 @@ class TurnRecord:
     small one answered (``route`` is then "small")."""
 
 
+class TurnState(enum.Enum):
+    """Where a turn being answered is in its life (each moves only forward)."""
+
+    SPECULATIVE = "speculative"
+    """Started on a pause in the user's speech; its output is held back until the
+    utterance is confirmed over (or the turn is dropped when the user goes on)."""
+    CONFIRMED = "confirmed"
+    """The user finished speaking (or typed it): its output flows to the outbox."""
+    ANSWERED = "answered"
+    """Its reply is in the conversation memory and its one EndOfTurn is sent (its media
+    may still be playing: a barge-in amends the memory)."""
+    ENDED = "ended"
+    """Its one EndOfTurn is sent without an answer in memory (no words, an error, cut
+    while being made)."""
+
+
 @dataclass(eq=False)
 class ActiveTurn:
-    """A turn being answered: its task, its held output, its record."""
+    """A turn being answered: its state, its task, its held output, its record."""
 
     record: TurnRecord
     utterance: Utterance | None = None
     task: asyncio.Task[None] | None = None
-    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    state: TurnState = TurnState.SPECULATIVE
     held: list[Message] = field(default_factory=list)
+    """Output made while speculative, sent when the turn is confirmed."""
     speech: list[SpeechAudio] = field(default_factory=list)
-    recorded: bool = False  # the answer is in the conversation memory
-    ended: bool = False  # its EndOfTurn is sent (one per turn)
+    """Its speech so far (what a barge-in measures "heard" against)."""
+    output_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held output is released before anything newer goes out (two tasks emit)."""
+    _confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def ended(self) -> bool:
+        """Its EndOfTurn is sent (one per turn)."""
+        return self.state in (TurnState.ANSWERED, TurnState.ENDED)
+
+    @property
+    def confirmed(self) -> bool:
+        """Its output may flow."""
+        return self.state is not TurnState.SPECULATIVE
+
+    def confirm(self) -> None:
+        """The user is done: release the held output."""
+        if self.state is TurnState.SPECULATIVE:
+            self.state = TurnState.CONFIRMED
+            self._confirmed.set()
+
+    async def wait_confirmed(self) -> None:
+        """Wait until :meth:`confirm` (a dropped speculative turn is cancelled instead)."""
+        await self._confirmed.wait()
+
+    def answered(self) -> None:
+        """Its reply went into the conversation memory."""
+        self.state = TurnState.ANSWERED
+
+    def end(self) -> None:
+        """Its EndOfTurn is being sent; an answered turn stays answered."""
+        if self.state is not TurnState.ANSWERED:
+            self.state = TurnState.ENDED
 
 
 def same_audio(a: Utterance, b: Utterance) -> bool:

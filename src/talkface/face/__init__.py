@@ -1,0 +1,1 @@
+"""The face: avatar preparation, landmarks and the animators that lip-sync it."""

@@ -60,6 +60,7 @@ class PreparedAvatar:
 
     @property
     def size_px(self) -> int:
+        """Side of the square prepared image, in pixels."""
         return int(self.image.shape[0])
 
 

@@ -24,7 +24,7 @@ from pydantic import Field
 from talkface.engines import BatchingSettings, ModelThread, StageSettings
 from talkface.messages import NS_PER_S, Emotion, PhonemeSpan
 
-AUDIO_RATE_HZ = 16_000
+ANIMATOR_AUDIO_RATE_HZ = 16_000
 """Sample rate of the audio in :class:`AnimationRequest`."""
 
 
@@ -101,7 +101,7 @@ class AnimationRequest:
         first_frame_index: frame number on the session's output timeline.
         num_frames: how many frames to render.
         fps: frame rate of the timeline.
-        audio: float32 mono speech at :data:`AUDIO_RATE_HZ`, starting at
+        audio: float32 mono speech at :data:`ANIMATOR_AUDIO_RATE_HZ`, starting at
             ``audio_start_ns`` on the timeline; it should reach a little before the first
             frame and after the last (context), and is silence where it does not.
         audio_start_ns: timeline time of ``audio[0]``.

@@ -38,10 +38,12 @@ class FaceDetection:
 
     @property
     def width_px(self) -> float:
+        """Width of the face box, in pixels."""
         return self.box[2] - self.box[0]
 
     @property
     def height_px(self) -> float:
+        """Height of the face box, in pixels."""
         return self.box[3] - self.box[1]
 
 

@@ -46,6 +46,7 @@ class LandmarkWarpAnimator(AnimatorBackend):
 
     @classmethod
     def load(cls, settings: AnimatorSettings) -> Self:
+        """Load the face-mesh model for the warp (OpenCV on one thread; no GPU)."""
         import cv2
 
         from talkface.face.landmarks import face_mesh

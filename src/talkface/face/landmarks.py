@@ -34,6 +34,7 @@ class FaceROI:
 
     @classmethod
     def from_detection(cls, detection: FaceDetection) -> FaceROI:
+        """The region around a detected face, turned to the line between its eyes."""
         right_eye, left_eye = detection.keypoints[0], detection.keypoints[1]
         angle = math.atan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0])
         x0, y0, x1, y1 = detection.box
@@ -46,6 +47,7 @@ class FaceROI:
 
     @classmethod
     def from_landmarks(cls, points: np.ndarray) -> FaceROI:
+        """The region around a face's mesh landmarks, turned to the line between its eyes."""
         right_eye, left_eye = points[33], points[263]
         angle = math.atan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0])
         # Measure the extent in the face's own rotated frame.
@@ -88,6 +90,7 @@ class FaceLandmarks:
 
     @property
     def xy(self) -> np.ndarray:
+        """The landmarks' x, y in image pixels, shape ``(468, 2)``."""
         return self.points[:, :2]
 
     def mouth_opening(self) -> float:

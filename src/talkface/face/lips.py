@@ -50,12 +50,15 @@ class LipGeometry:
     split: float  # where in the portrait's inner-lip gap the lips part (0 top, 1 bottom)
 
     def v_upper(self, u: np.ndarray) -> np.ndarray:
+        """v of the upper inner lip at each u (the mouth-centred face frame)."""
         return curve(self.inner_upper, u)
 
     def v_lower(self, u: np.ndarray) -> np.ndarray:
+        """v of the lower inner lip at each u (the mouth-centred face frame)."""
         return curve(self.inner_lower, u)
 
     def rest_gap(self, u: np.ndarray) -> np.ndarray:
+        """Gap between the inner lips in the portrait at each u (0 where they touch)."""
         return np.maximum(self.v_lower(u) - self.v_upper(u), 0.0)
 
     def v_split(self, u: np.ndarray) -> np.ndarray:
@@ -68,6 +71,7 @@ class LipGeometry:
 
     @property
     def rest_gap_px(self) -> float:
+        """The portrait's inner-lip gap at the mouth's centre (u = 0), in pixels."""
         return float(self.rest_gap(np.zeros(1, np.float32))[0])
 
     @property

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkface.face.base import AUDIO_RATE_HZ
+from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ
 from talkface.messages import NS_PER_S, PhonemeSpan
 
 # Loudness (dBFS of the frame's RMS) that maps to a shut and a fully open mouth.
@@ -78,7 +78,7 @@ def mouth_track(
     """Mouth controls for frames shown at ``frame_times_ns`` (timeline ns).
 
     Args:
-        audio: float32 mono at :data:`AUDIO_RATE_HZ` starting at ``audio_start_ns``.
+        audio: float32 mono at :data:`ANIMATOR_AUDIO_RATE_HZ` starting at ``audio_start_ns``.
         audio_start_ns: timeline time of ``audio[0]``.
         frame_times_ns: presentation time of each frame.
         fps: frame rate; a frame shows the audio of the next 1/fps seconds.
@@ -90,15 +90,15 @@ def mouth_track(
     times = np.concatenate([[frame_times_ns[0] - step_ns], frame_times_ns,
                             [frame_times_ns[-1] + step_ns]])
     centres_ns = times + step_ns // 2
-    centres = ((centres_ns - audio_start_ns) * AUDIO_RATE_HZ // NS_PER_S).astype(np.int64)
-    half = int(AUDIO_RATE_HZ * frame_s / 2)
+    centres = ((centres_ns - audio_start_ns) * ANIMATOR_AUDIO_RATE_HZ // NS_PER_S).astype(np.int64)
+    half = int(ANIMATOR_AUDIO_RATE_HZ * frame_s / 2)
     windows = _windows(audio, centres, half)
     rms = np.sqrt(np.mean(windows.astype(np.float64) ** 2, axis=1) + 1e-12)
     level = _smoothstep((20.0 * np.log10(rms) - _QUIET_DB) / (_LOUD_DB - _QUIET_DB))
     level = np.convolve(np.pad(level, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
 
     spectrum = np.abs(np.fft.rfft(windows * np.hanning(windows.shape[1]), n=1024, axis=1)) ** 2
-    freqs = np.fft.rfftfreq(1024, 1.0 / AUDIO_RATE_HZ)
+    freqs = np.fft.rfftfreq(1024, 1.0 / ANIMATOR_AUDIO_RATE_HZ)
     low = spectrum[:, (freqs >= 250) & (freqs < 1000)].sum(axis=1)
     high = spectrum[:, (freqs >= 1500) & (freqs < 4500)].sum(axis=1)
     brightness = high / (low + high + 1e-12)

@@ -40,6 +40,7 @@ class FAQScores:
 
     @property
     def margin(self) -> float:
+        """``best`` minus ``rival``: how clearly the best entry wins."""
         return self.best - self.rival
 
 
@@ -100,6 +101,7 @@ class FAQMatcher:
                          rival=max(runner_up, background))
 
     def is_hit(self, scores: FAQScores) -> bool:
+        """Whether ``scores`` reach both ``min_similarity`` and ``min_margin``."""
         return scores.best >= self.min_similarity and scores.margin >= self.min_margin
 
     def match(self, text: str) -> FAQMatch | None:

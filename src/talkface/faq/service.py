@@ -113,6 +113,7 @@ class RecitedAnswer:
     answer: str
 
     async def submit(self, request: GenerationRequest) -> GenerationStats:
+        """Put ``answer`` on the request's stream (unless cancelled), close it; 0 tokens."""
         if not request.stream.cancelled:
             request.stream.put(self.answer)
         request.stream.close()

@@ -1,0 +1,1 @@
+"""The language model: the LLM contract, its backends, memory, routing and reply guard."""

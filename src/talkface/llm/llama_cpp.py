@@ -61,6 +61,7 @@ class LlamaCppLLM(LLMBackend):
 
     @classmethod
     def load(cls, settings: LLMSettings) -> Self:
+        """Load the GGUF model ``settings.model`` into llama.cpp on the CPU."""
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -92,6 +93,7 @@ class LlamaCppLLM(LLMBackend):
         return cls(settings, llama)
 
     def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's tokenizer (special tokens parsed, no BOS)."""
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     async def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:
@@ -181,5 +183,6 @@ class LlamaCppLLM(LLMBackend):
         self._held = saved.messages
 
     async def aclose(self) -> None:
+        """Release the model thread."""
         self._thread.shutdown()
 

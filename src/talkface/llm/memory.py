@@ -59,6 +59,7 @@ class ConversationMemory:
 
     @property
     def turns(self) -> tuple[Turn, ...]:
+        """The remembered exchanges, oldest first."""
         return tuple(self._turns)
 
     def record(self, user: str, assistant: str, *, interrupted: bool = False) -> None:

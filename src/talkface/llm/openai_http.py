@@ -39,6 +39,7 @@ class OpenAICompatibleLLM(LLMBackend):
 
     @classmethod
     def load(cls, settings: LLMSettings) -> Self:
+        """A client for the OpenAI-compatible server at ``settings.url`` (nothing is loaded)."""
         try:
             import httpx
         except ImportError as exc:
@@ -67,6 +68,7 @@ class OpenAICompatibleLLM(LLMBackend):
         return cls(settings, client, settings.url.rstrip("/"))
 
     def count_tokens(self, text: str) -> int:
+        """An estimate from the length of ``text``: the server's tokenizer is not at hand."""
         return max(1, len(text) // _CHARS_PER_TOKEN)
 
     async def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:
@@ -145,6 +147,7 @@ class OpenAICompatibleLLM(LLMBackend):
         )
 
     async def aclose(self) -> None:
+        """Close the HTTP client."""
         await self._client.aclose()
 
 

@@ -202,6 +202,7 @@ class RouteCounts:
         self._counts: collections.Counter[str] = collections.Counter()
 
     def count(self, route: str) -> None:
+        """Count one answer given by ``route``."""
         self._counts[route] += 1
 
     def snapshot(self) -> dict[str, int]:

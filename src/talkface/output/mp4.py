@@ -24,11 +24,9 @@ from typing import Any, BinaryIO
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from talkface.audio import ns_to_samples, pcm16_to_float32
+from talkface.audio import PLAYBACK_RATE_HZ, ns_to_samples, pcm16_to_float32
 from talkface.errors import BackendUnavailable, BadInput
 from talkface.messages import SpeechAudio, VideoFrame
-
-OUTPUT_AUDIO_RATE_HZ = 48_000
 
 
 class OutputSettings(BaseModel):
@@ -60,6 +58,7 @@ class WrittenVideo:
 
     @property
     def duration_s(self) -> float:
+        """The video's length in seconds (``frames / fps``)."""
         return self.frames / self.fps
 
 
@@ -166,9 +165,9 @@ class MP4Writer:
         self._video.pix_fmt = "yuv420p"
         if keyframe_interval_s is not None:
             self._video.codec_context.gop_size = max(1, round(fps * keyframe_interval_s))
-        self._audio = self._container.add_stream("aac", rate=OUTPUT_AUDIO_RATE_HZ, layout="mono")
+        self._audio = self._container.add_stream("aac", rate=PLAYBACK_RATE_HZ, layout="mono")
         self._audio.bit_rate = settings.audio_bitrate_kbps * 1000
-        self._audio_samples = 0  # samples written so far at OUTPUT_AUDIO_RATE_HZ
+        self._audio_samples = 0  # samples written so far at PLAYBACK_RATE_HZ
         self._speech_end_ns = 0  # timeline end of the speech given so far
         self._frames = 0
         self._last_image: np.ndarray | None = None
@@ -178,6 +177,7 @@ class MP4Writer:
 
     @property
     def frames_written(self) -> int:
+        """Video frames written so far, repeated frames that fill gaps included."""
         return self._frames
 
     def write_speech(self, speech: SpeechAudio) -> None:
@@ -214,13 +214,13 @@ class MP4Writer:
         self._last_image = image
 
     def _resample(self, samples: np.ndarray, rate_hz: int) -> np.ndarray:
-        if rate_hz == OUTPUT_AUDIO_RATE_HZ:
+        if rate_hz == PLAYBACK_RATE_HZ:
             return samples
         import soxr
 
         if self._resampler is None or self._resampler_rate_hz != rate_hz:
             # A streaming resampler keeps its filter state across sentences: no clicks.
-            self._resampler = soxr.ResampleStream(rate_hz, OUTPUT_AUDIO_RATE_HZ, 1, dtype="float32")
+            self._resampler = soxr.ResampleStream(rate_hz, PLAYBACK_RATE_HZ, 1, dtype="float32")
             self._resampler_rate_hz = rate_hz
         return self._resampler.resample_chunk(samples.astype(np.float32), last=False)
 
@@ -230,7 +230,7 @@ class MP4Writer:
         frame = self._av.AudioFrame.from_ndarray(
             np.ascontiguousarray(samples, np.float32).reshape(1, -1), format="fltp", layout="mono"
         )
-        frame.sample_rate = OUTPUT_AUDIO_RATE_HZ
+        frame.sample_rate = PLAYBACK_RATE_HZ
         frame.pts = self._audio_samples
         for packet in self._audio.encode(frame):
             self._container.mux(packet)
@@ -246,7 +246,7 @@ class MP4Writer:
                 self._write_samples(
                     self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
                 )
-            samples_per_frame = OUTPUT_AUDIO_RATE_HZ / self.fps
+            samples_per_frame = PLAYBACK_RATE_HZ / self.fps
             # Hold the last frame while audio goes on; pad audio with silence to the end.
             audio_frames = int(np.ceil(self._audio_samples / samples_per_frame - 1e-9))
             while self._frames < audio_frames and self._last_image is not None:

@@ -1,0 +1,1 @@
+"""From a reply's text to speech and frames: sentences, speech and the frame timeline."""

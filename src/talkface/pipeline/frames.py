@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkface.audio import pcm16_to_float32, resample
-from talkface.face.base import AUDIO_RATE_HZ, AnimationRequest, frame_pts_ns
+from talkface.audio import pcm16_at
+from talkface.face.base import ANIMATOR_AUDIO_RATE_HZ, AnimationRequest, frame_pts_ns
 from talkface.messages import NS_PER_S, Emotion, PhonemeSpan, SpeechAudio
 
 FIRST_CHUNK_FRAMES = 2
@@ -29,6 +29,12 @@ class FramePlan:
 
     first_frame_index: int
     num_frames: int
+
+
+def animator_samples(speech: SpeechAudio) -> np.ndarray:
+    """A sentence's audio as the animator takes it: float32 at
+    :data:`~talkface.face.base.ANIMATOR_AUDIO_RATE_HZ`."""
+    return pcm16_at(speech.pcm, speech.sample_rate_hz, ANIMATOR_AUDIO_RATE_HZ)
 
 
 class FrameScheduler:
@@ -58,12 +64,20 @@ class FrameScheduler:
 
     @property
     def audio_end_ns(self) -> int:
+        """Time just after the last audio added, in ns."""
         return self._audio_end_ns
 
-    def add_speech(self, speech: SpeechAudio) -> None:
-        """Append one sentence's audio at its ``pts_ns`` (gaps become silence)."""
-        samples = resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz, AUDIO_RATE_HZ)
-        offset = (speech.pts_ns - self._audio_start_ns) * AUDIO_RATE_HZ // NS_PER_S
+    def add_speech(self, speech: SpeechAudio, samples: np.ndarray | None = None) -> None:
+        """Append one sentence's audio at its ``pts_ns`` (gaps become silence).
+
+        Args:
+            speech: the sentence.
+            samples: its audio already converted by :func:`animator_samples` (in a worker
+                thread, on a live path); None converts it here.
+        """
+        if samples is None:
+            samples = animator_samples(speech)
+        offset = (speech.pts_ns - self._audio_start_ns) * ANIMATOR_AUDIO_RATE_HZ // NS_PER_S
         offset = max(0, int(offset))
         needed = offset + len(samples)
         if needed > len(self._audio):
@@ -110,8 +124,9 @@ class FrameScheduler:
         first_ns = frame_pts_ns(plan.first_frame_index, self.fps)
         last_ns = frame_pts_ns(plan.first_frame_index + plan.num_frames, self.fps)
         start_ns = first_ns - _CONTEXT_NS
-        lo = int((start_ns - self._audio_start_ns) * AUDIO_RATE_HZ // NS_PER_S)
-        hi = int((last_ns + _CONTEXT_NS - self._audio_start_ns) * AUDIO_RATE_HZ // NS_PER_S)
+        lo = int((start_ns - self._audio_start_ns) * ANIMATOR_AUDIO_RATE_HZ // NS_PER_S)
+        hi = int((last_ns + _CONTEXT_NS - self._audio_start_ns) * ANIMATOR_AUDIO_RATE_HZ
+                 // NS_PER_S)
         audio = np.zeros(hi - lo, np.float32)
         src_lo, src_hi = max(lo, 0), min(hi, len(self._audio))
         if src_hi > src_lo:
@@ -141,8 +156,8 @@ class FrameScheduler:
 
     def _forget_before(self, time_ns: int) -> None:
         """Drop audio and phonemes no future frame needs, so long turns stay small."""
-        drop = int((time_ns - self._audio_start_ns) * AUDIO_RATE_HZ // NS_PER_S)
-        if drop > AUDIO_RATE_HZ:  # in steps of at least a second
+        drop = int((time_ns - self._audio_start_ns) * ANIMATOR_AUDIO_RATE_HZ // NS_PER_S)
+        if drop > ANIMATOR_AUDIO_RATE_HZ:  # in steps of at least a second
             self._audio = self._audio[drop:]
-            self._audio_start_ns += drop * NS_PER_S // AUDIO_RATE_HZ
+            self._audio_start_ns += drop * NS_PER_S // ANIMATOR_AUDIO_RATE_HZ
             self._phonemes = [p for p in self._phonemes if p.end_ns >= self._audio_start_ns]

@@ -19,7 +19,7 @@ import numpy as np
 from talkface.engines import Engine
 from talkface.face.base import AnimationRequest, frame_pts_ns
 from talkface.messages import Message, Sentence, SpeechAudio, VideoFrame
-from talkface.pipeline.frames import FrameScheduler
+from talkface.pipeline.frames import FrameScheduler, animator_samples
 from talkface.text.normalize import normalize_text
 from talkface.trace import TurnTrace
 from talkface.tts.base import SynthesisRequest, VoiceInfo
@@ -98,7 +98,7 @@ async def speak_turn(
             if ctx.tts_cache is None:
                 speech = await tts.submit(request)
             else:
-                speech = await ctx.tts_cache.synthesize(tts, request)
+                speech = await ctx.tts_cache.synthesize(tts, request, trace)
             speech = dataclasses.replace(speech, pts_ns=cursor_ns, turn_id=turn_id)
             cursor_ns += speech.duration_ns
             trace.mark("first_audio")
@@ -114,7 +114,8 @@ async def speak_turn(
             if speech is None:
                 scheduler.finish()
             else:
-                scheduler.add_speech(speech)
+                # Resampling a sentence is CPU work: off the loop every session shares.
+                scheduler.add_speech(speech, await asyncio.to_thread(animator_samples, speech))
             while (plan := scheduler.next_plan()) is not None:
                 request = scheduler.take(plan)
                 images = await ctx.animator.submit(request)

@@ -56,6 +56,7 @@ class GPUKind(BaseModel):
 
     @property
     def memory_mb(self) -> float:
+        """The card's memory in MB (1 GB = 1000 MB)."""
         return self.memory_gb * 1000.0
 
 

@@ -101,6 +101,7 @@ class ContinuousBatchingStage:
 
     @property
     def executors(self) -> list[Executor]:
+        """The replicas' executors (where their busy time is counted)."""
         return [r.executor for r in self.replicas]
 
     def _route(self) -> _LLMReplica:

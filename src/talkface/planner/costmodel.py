@@ -77,6 +77,7 @@ class ServiceModel:
 
     @property
     def max_measured_batch(self) -> int:
+        """The largest batch size the profile measured."""
         return self._sizes[-1]
 
     @property
@@ -115,6 +116,7 @@ class ServiceModel:
         return fixed + per_unit * work_units
 
     def mean_s(self, batch_size: int, work_units: float) -> float:
+        """Mean wall time of such a batch, in seconds."""
         return self.mean_ms(batch_size, work_units) / 1000.0
 
     def sample_s(self, batch_size: int, work_units: float, rng: random.Random) -> float:

@@ -90,6 +90,7 @@ class Deployment:
 
     @property
     def is_cpu_box(self) -> bool:
+        """True when the stages share one box's CPU cores instead of GPUs."""
         return self.cpu_cores is not None
 
     def with_stage(self, config: StageConfig) -> Self:

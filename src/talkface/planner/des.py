@@ -123,6 +123,8 @@ class Executor:
         """Seconds of work this executor started (at full speed)."""
 
     def run(self, work_s: float) -> simpy.Event:
+        """Run ``work_s`` seconds of full-speed work; the event fires when it is done (later on
+        a busy pool)."""
         self.busy_s += work_s
         if self.pool is None:
             return self.env.timeout(work_s)
@@ -172,6 +174,7 @@ class Request:
         return self._event
 
     def finish(self) -> None:
+        """Mark the request done: call its callbacks and wake whoever waits for it."""
         self.finished = True
         for callback in self._callbacks:
             callback()
@@ -194,6 +197,7 @@ class StageCounters:
     """LLM only: sequences summed over decoding steps (mean running = this / steps)."""
 
     def reset(self) -> None:
+        """Zero every count (the warm-up is not measured)."""
         self.requests = self.batches = self.batched_requests = 0
         self.waits_s.clear()
         self.service_s = 0.0
@@ -201,6 +205,7 @@ class StageCounters:
 
     @property
     def mean_batch_size(self) -> float:
+        """Requests per batch on average (LLM: sequences per decoding step)."""
         if self.steps:
             return self.step_sequences / self.steps
         return self.batched_requests / max(1, self.batches)
@@ -266,6 +271,7 @@ class BatchingStage:
 
     @property
     def executors(self) -> list[Executor]:
+        """The replicas' executors (where their busy time is counted)."""
         return [r.executor for r in self.replicas]
 
     def _route(self) -> _BatchReplica:
@@ -362,6 +368,7 @@ class PerSessionStage:
 
     @property
     def contended(self) -> bool:
+        """True when its work shares a processor pool with other stages."""
         return self.executor.pool is not None
 
     def duration_s(self, work_units: float) -> float:
@@ -387,6 +394,7 @@ class PerSessionStage:
         self.executor.busy_s += duration
 
     def submit(self, work_units: float) -> Request:
+        """Start a request of ``work_units`` at once; it finishes after its drawn duration."""
         request = Request(self.env, work_units)
         request.started_s = self.env.now
         duration = self.duration_s(work_units)

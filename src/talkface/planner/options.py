@@ -92,6 +92,7 @@ class StageSizer:
         self._estimates: dict[tuple[str, float, int, int, float], StageEstimate] = {}
 
     def devices(self) -> list[str]:
+        """The devices this stage may run on: the CPU, or the catalog's GPUs the options allow."""
         if not self.engine.on_gpu:
             return ["cpu"]
         self.catalog.get(self.engine.device)  # a clear error if the profile's GPU is unknown
@@ -133,6 +134,8 @@ class StageSizer:
         return cached
 
     def batch_candidates(self) -> list[int]:
+        """Batch limits worth trying: the usual ones up to the largest measured, and every
+        measured size."""
         curve = self.engine.decode if self.engine.decode is not None else self.engine.cost
         top = max(curve.batch_sizes)
         return sorted({b for b in _BATCH_CANDIDATES if b <= top} | set(curve.batch_sizes))
@@ -140,6 +143,7 @@ class StageSizer:
     def estimate(
         self, device: str, demand: StageDemand, batch: int, replicas: int, slowdown: float = 1.0
     ) -> StageEstimate:
+        """The stage on ``device``: ``replicas`` replicas batching up to ``batch`` (memoised)."""
         key = (device, demand.requests_per_s, batch, replicas, round(slowdown, 4))
         cached = self._estimates.get(key)
         if cached is None:
@@ -190,6 +194,8 @@ class StageSizer:
         )
 
     def unloaded_first_s(self, device: str, demand: StageDemand) -> float:
+        """Seconds to a request's first output on an idle replica (LLM: prefill, then the first
+        sentence's tokens)."""
         model, decode, _, _ = self.models(device)
         if decode is not None:
             first = self.workload.first_sentence_tokens.mean
@@ -283,6 +289,7 @@ class StageSizer:
         )
 
     def feasible(self, est: StageEstimate) -> bool:
+        """Whether ``est`` is stable, within the utilisation and busy limits, and keeps the fps."""
         opts = self.options
         # A continuous-batching server steps whenever one sequence runs, so its busy share
         # says little about its headroom; its slots (``load``) do.

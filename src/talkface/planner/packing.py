@@ -63,14 +63,17 @@ class Card:
 
     @property
     def memory_used_mb(self) -> float:
+        """GPU memory the card's replicas hold, in MB."""
         return sum(r.memory_mb for r in self.replicas)
 
     @property
     def share_used(self) -> float:
+        """Share of the card handed out as ``num_gpus`` (1.0 is the whole card)."""
         return sum(self.num_gpus)
 
     @property
     def compute_used(self) -> float:
+        """Compute share the card's replicas use (1.0 is the whole card)."""
         return sum(r.compute_share for r in self.replicas)
 
 

@@ -201,6 +201,7 @@ class Plan:
 
     @property
     def total_gpus(self) -> int:
+        """GPUs the plan needs at the peak, all kinds together."""
         return sum(self.gpu_counts.values())
 
     def summary(self) -> dict[str, Any]:

@@ -223,6 +223,7 @@ class EngineProfile(BaseModel):
 
     @property
     def on_gpu(self) -> bool:
+        """True when the engine was profiled on a GPU."""
         return self.device != "cpu"
 
     def vram_mb_on(self, gpu: str, batch_size: int) -> float:
@@ -232,6 +233,7 @@ class EngineProfile(BaseModel):
         return base + self.vram_mb_per_request * batch_size
 
     def speed_factor_on(self, gpu: str) -> float:
+        """How much faster the engine runs on ``gpu`` than as profiled (1.0 without a variant)."""
         variant = self.variants.get(gpu)
         return variant.speed_factor if variant is not None else 1.0
 
@@ -271,6 +273,7 @@ class MachineInfo(BaseModel):
 
     @property
     def engine_cores(self) -> float:
+        """Cores the engines may use: all but the reserved ones."""
         return self.cpu_cores - self.reserved_cores
 
 
@@ -326,6 +329,7 @@ class PipelineSettings(BaseModel):
 
     @property
     def chunk_s(self) -> float:
+        """Seconds of video in one animator chunk."""
         return self.animator_chunk_frames / self.fps
 
 

@@ -126,20 +126,24 @@ class SimulationResult:
     pools: dict[str, float] = field(default_factory=dict)
 
     def ttff_percentile_ms(self, q: float) -> float:
+        """The ``q``-th percentile of time to first frame, in ms (inf when no turn finished)."""
         if not self.ttff_ms:
             return math.inf
         return float(np.percentile(self.ttff_ms, q, method="higher"))
 
     @property
     def ttff_p50_ms(self) -> float:
+        """Median time to first frame, in ms."""
         return self.ttff_percentile_ms(50)
 
     @property
     def ttff_p95_ms(self) -> float:
+        """95th percentile of time to first frame, in ms."""
         return self.ttff_percentile_ms(95)
 
     @property
     def ttff_p99_ms(self) -> float:
+        """99th percentile of time to first frame, in ms."""
         return self.ttff_percentile_ms(99)
 
     def sustained_share(self, slo: SLO) -> float:
@@ -151,6 +155,7 @@ class SimulationResult:
 
     @property
     def fps_p05(self) -> float:
+        """5th percentile of the frame rate replies played at, in fps (0 without replies)."""
         if not self.fps_achieved:
             return 0.0
         return float(np.percentile(self.fps_achieved, 5, method="lower"))

@@ -195,6 +195,7 @@ class Workload(BaseModel):
 
     @property
     def reply_speech_s_mean(self) -> float:
+        """Mean length of a reply's speech, in seconds."""
         return self.reply_tokens.mean * self.speech_s_per_token
 
     @property

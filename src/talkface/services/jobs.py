@@ -58,16 +58,19 @@ class EngineHost(Protocol):
     runtime: Runtime
 
     @property
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """True once the engines are loaded."""
 
     @property
-    def failed(self) -> str | None: ...
+    def failed(self) -> str | None:
+        """Why loading the engines failed, or None."""
 
 
 class RenderObserver(Protocol):
     """Told how each job ended (metrics)."""
 
-    def render_ended(self, status: str, trace: TurnTrace | None) -> None: ...
+    def render_ended(self, status: str, trace: TurnTrace | None) -> None:
+        """A job ended with ``status``; ``trace`` holds its timings when it ran."""
 
 
 class RenderRunner(Protocol):
@@ -76,7 +79,8 @@ class RenderRunner(Protocol):
 
     async def __call__(self, job: JobRecord, spec: RenderSpec, output: Path, *,
                        input_path: Path | None, encoder: ModelThread,
-                       on_progress: Callable[[float], None]) -> RenderedVideo: ...
+                       on_progress: Callable[[float], None]) -> RenderedVideo:
+        """Render ``job`` into ``output``, reporting progress (0 to 1) to ``on_progress``."""
 
 
 class RenderNotFound(TalkfaceError):
@@ -157,6 +161,7 @@ class RenderQueue:
         return job
 
     async def list_jobs(self, owner: str, *, limit: int = 100) -> list[JobRecord]:
+        """``owner``'s jobs, newest first, at most ``limit``."""
         return await asyncio.to_thread(self.store.list_jobs, owner, limit=limit)
 
     async def cancel_or_delete(self, job_id: str, owner: str) -> JobRecord | None:
@@ -322,8 +327,8 @@ class RenderQueue:
             )
             await asyncio.to_thread(store.remove_files, job, keep_video=kept)
             if kept:
-                logger.info("event=render_done job=%s duration_s=%.2f", job.id,
-                            video.duration_s)
+                logger.info("event=render_done job=%s duration_s=%.2f cache=%s", job.id,
+                            video.duration_s, video.cache or "none")
                 if self._quotas is not None:
                     self._quotas.rendered(job.owner, video.duration_s)
                 if self._observer is not None:
@@ -348,4 +353,5 @@ class RenderQueue:
 
 
 def new_job_id() -> str:
+    """A fresh, unguessable job id: ``r_`` and 16 URL-safe characters."""
     return "r_" + secrets.token_urlsafe(12)

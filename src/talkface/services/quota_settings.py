@@ -40,6 +40,7 @@ class QuotaLimits(BaseModel):
     llm_tokens: int | None = Field(None, ge=0)
 
     def limit(self, kind: QuotaKind) -> float | None:
+        """The limit on ``kind``, or None when it has none."""
         value = getattr(self, kind)
         return None if value is None else float(value)
 

@@ -80,15 +80,18 @@ class QuotaUsage:
 
     @property
     def remaining(self) -> float | None:
+        """What is left of the limit today, or None when there is no limit."""
         return None if self.limit is None else max(0.0, self.limit - self.used)
 
 
 class QuotaObserver(Protocol):
     """Told what was used and what was refused (metrics)."""
 
-    def quota_used(self, kind: QuotaKind, amount: float) -> None: ...
+    def quota_used(self, kind: QuotaKind, amount: float) -> None:
+        """``amount`` (minutes or tokens) of ``kind`` was used."""
 
-    def quota_exceeded(self, kind: QuotaKind) -> None: ...
+    def quota_exceeded(self, kind: QuotaKind) -> None:
+        """A request was refused: ``kind``'s quota is used up."""
 
 
 def utc_day(at_s: float) -> str:
@@ -316,6 +319,7 @@ class LiveMeter:
         self._last_s: float | None = None
 
     def start(self) -> None:
+        """The session starts serving: its minutes count from now."""
         self._last_s = self._clock()
 
     def update(self, new_tokens: int = 0) -> None:

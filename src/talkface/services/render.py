@@ -1,9 +1,14 @@
 """Rendering one job to an MP4: a text the avatar speaks, or an audio file it lip-syncs.
 
 Text goes through :meth:`talkface.session.Session.say`, exactly as ``talkface say``
-renders it. Audio is cut into one-second pieces laid end to end on the timeline, and the
-animator draws the frames for it as the pipeline would for synthesised speech. Frames
-and sound are written by :class:`~talkface.output.mp4.MP4Writer` in the encoder thread.
+renders it, and through the same caches: a text whose MP4 is in the video cache is
+copied from it (no engine call, no encoding), a phrase in the clip cache is played from
+it, and a finished text video whose seed was known is kept in the video cache. A job
+given no seed renders with ``cache.clip_seed``, so that a warmed phrase is served from
+the caches and a re-run looks the same. Audio is cut into one-second pieces laid end to
+end on the timeline, and the animator draws the frames for it as the pipeline would for
+synthesised speech. Frames and sound are written by
+:class:`~talkface.output.mp4.MP4Writer` in the encoder thread.
 """
 
 from __future__ import annotations
@@ -17,6 +22,13 @@ from typing import Any, Literal
 
 from talkface.audio import float32_to_pcm16
 from talkface.audio_file import TARGET_RATE_HZ, load_audio_file
+from talkface.cache import (
+    CLIP_HIT_MARK,
+    VIDEO_CACHE_NAME,
+    VideoRequest,
+    avatar_identity,
+    open_caches,
+)
 from talkface.engines import ModelThread
 from talkface.face.base import frame_pts_ns
 from talkface.messages import NS_PER_S, SpeechAudio, VideoFrame
@@ -24,6 +36,7 @@ from talkface.output.mp4 import MP4Writer
 from talkface.pipeline.frames import FrameScheduler
 from talkface.runtime import Runtime
 from talkface.session import Session, SessionOptions
+from talkface.text.policy import choose_voice, speech_text
 from talkface.text.sentences import split_sentences
 from talkface.trace import TurnTrace
 
@@ -43,7 +56,9 @@ class RenderSpec:
         language: language of the text (resolved at submission).
         avatar_id: a prepared avatar (None: the bundled portrait).
         speed: speaking rate.
-        seed: blinks and head motion (fixed at submission, so a re-run looks the same).
+        seed: blinks and head motion (None: ``cache.clip_seed``, so that a re-run
+            looks the same and a phrase warmed by ``talkface cache warm`` is served
+            from the caches; another seed is served only from what it rendered before).
         input_suffix: file suffix of the uploaded audio, for "audio" jobs.
         max_audio_s: longest audio accepted.
     """
@@ -54,24 +69,32 @@ class RenderSpec:
     language: str | None = None
     avatar_id: str | None = None
     speed: float = 1.0
-    seed: int = 0
+    seed: int | None = None
     input_suffix: str | None = None
     max_audio_s: float = 120.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as stored with its job (JSON-able)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RenderSpec:
+        """A stored spec (keys it does not know, from another version, are left out)."""
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True, slots=True)
 class RenderedVideo:
-    """A finished render: its length, and the text turn's latency trace."""
+    """A finished render: its length, the text turn's latency trace, and what served it.
+
+    Attributes:
+        cache: "video" (the MP4 was copied from the video cache; no trace then),
+            "clip" (played from the clip cache, then encoded) or None (rendered).
+    """
 
     duration_s: float
     trace: TurnTrace | None
+    cache: str | None = None
 
 
 async def render_job(runtime: Runtime, spec: RenderSpec, output: Path, *,
@@ -84,6 +107,16 @@ async def render_job(runtime: Runtime, spec: RenderSpec, output: Path, *,
         BackendError, Overloaded: from the engines.
     """
     settings = runtime.settings
+    videos = open_caches(settings.cache).videos
+    video_key = None
+    if spec.kind == "text" and videos is not None:
+        video_key = videos.key_for(await _video_request(runtime, spec),
+                                   animator=settings.animator, output=settings.output)
+        stored = None if video_key is None else await asyncio.to_thread(videos.lookup, video_key)
+        if stored is not None:
+            written = await asyncio.to_thread(videos.copy_to, stored, output)
+            return RenderedVideo(duration_s=written.duration_s, trace=None,
+                                 cache=VIDEO_CACHE_NAME)
     writer = MP4Writer(output, fps=settings.animator.fps, size_px=settings.animator.size_px,
                        settings=settings.output)
     try:
@@ -98,7 +131,28 @@ async def render_job(runtime: Runtime, spec: RenderSpec, output: Path, *,
         # In the encoder thread, after any write still running there.
         encoder.call(writer.abort)
         raise
-    return RenderedVideo(duration_s=video.duration_s, trace=trace)
+    if videos is not None and video_key is not None:
+        await asyncio.to_thread(videos.keep, video_key, video)
+    served = "clip" if trace is not None and CLIP_HIT_MARK in trace.marks_ns else None
+    return RenderedVideo(duration_s=video.duration_s, trace=trace, cache=served)
+
+
+def job_seed(runtime: Runtime, spec: RenderSpec) -> int:
+    """The seed ``spec`` renders with: its own, else the clips' (fixed, so re-runs match)."""
+    return spec.seed if spec.seed is not None else runtime.settings.cache.clip_seed
+
+
+async def _video_request(runtime: Runtime, spec: RenderSpec) -> VideoRequest:
+    """What decides a text job's MP4, resolved by the policy :meth:`Session.say` applies."""
+    assert spec.text is not None
+    checked = speech_text(spec.text, language=spec.language,
+                          limit_chars=runtime.settings.limits.max_text_chars)
+    return VideoRequest(
+        pieces=tuple(checked.sentences()), language=checked.language,
+        voice=choose_voice(runtime.resolve_voice, spec.voice, checked.language),
+        speed=spec.speed, portrait=await asyncio.to_thread(avatar_identity, spec.avatar_id),
+        seed=job_seed(runtime, spec),
+    )
 
 
 async def _speak_text(runtime: Runtime, spec: RenderSpec, writer: MP4Writer,
@@ -106,7 +160,7 @@ async def _speak_text(runtime: Runtime, spec: RenderSpec, writer: MP4Writer,
     assert spec.text is not None
     session = Session(runtime, SessionOptions(
         voice=spec.voice, language=spec.language, avatar_id=spec.avatar_id, speed=spec.speed,
-        seed=spec.seed,
+        seed=job_seed(runtime, spec),
     ))
     estimate = _SpeechEstimate(split_sentences(spec.text, spec.language))
     async for message in session.say(spec.text):
@@ -150,7 +204,7 @@ async def _lip_sync_audio(runtime: Runtime, spec: RenderSpec, input_path: Path, 
     animator = await runtime.animator_engine()
     scheduler = FrameScheduler(
         avatar_id=spec.avatar_id or await runtime.default_avatar(), fps=fps,
-        first_frame_index=0, seed=spec.seed,
+        first_frame_index=0, seed=job_seed(runtime, spec),
     )
     total_frames = max(1, math.ceil(len(audio) / TARGET_RATE_HZ * fps))
     piece = int(_AUDIO_PIECE_S * TARGET_RATE_HZ)

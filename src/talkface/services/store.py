@@ -162,9 +162,11 @@ class Store:
             db.execute("COMMIT")
 
     def video_path(self, job_id: str) -> Path:
+        """Where job ``job_id``'s video is (or will be) written."""
         return self.videos_dir / f"{job_id}.mp4"
 
     def input_path(self, job: JobRecord) -> Path | None:
+        """Where the job's uploaded input is kept, or None when it has none."""
         suffix = job.spec.get("input_suffix")
         return self.inputs_dir / f"{job.id}{suffix}" if suffix else None
 
@@ -193,6 +195,7 @@ class Store:
             )
 
     def get(self, job_id: str) -> JobRecord | None:
+        """The job ``job_id``, or None when there is none."""
         with self._connect() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return JobRecord._from_row(row) if row else None
@@ -207,6 +210,7 @@ class Store:
         return [JobRecord._from_row(r) for r in rows]
 
     def pending_count(self) -> int:
+        """Jobs queued or running, of every owner."""
         with self._connect() as db:
             return db.execute(
                 "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')"
@@ -372,6 +376,7 @@ class Store:
     # -- avatars --------------------------------------------------------------------------
 
     def add_avatar(self, avatar_id: str, owner: str) -> None:
+        """Record that ``owner`` uploaded ``avatar_id`` (recording it again changes nothing)."""
         with self._connect() as db:
             db.execute(
                 "INSERT OR IGNORE INTO avatars (avatar_id, owner, created_s) VALUES (?, ?, ?)",
@@ -379,6 +384,7 @@ class Store:
             )
 
     def owns_avatar(self, avatar_id: str, owner: str) -> bool:
+        """Whether ``owner`` uploaded ``avatar_id``."""
         with self._connect() as db:
             return db.execute(
                 "SELECT 1 FROM avatars WHERE avatar_id = ? AND owner = ?", (avatar_id, owner)

@@ -35,6 +35,7 @@ class EnginesIngress:
         self._stages = sorted(stages)
 
     def stages(self) -> list[str]:
+        """The names of the stage deployments bound into the application."""
         return self._stages
 
 

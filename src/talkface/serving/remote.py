@@ -175,6 +175,8 @@ class RemoteLLMCall:
         self._retry_s = retry_s
 
     async def __call__(self, request: GenerationRequest) -> Batched[GenerationStats]:
+        """Generate ``request`` on the LLM deployment into its token stream, retrying on a lost
+        replica until the first token."""
         started_s = time.perf_counter()
         deadline_s = time.monotonic() + self._retry_s
         stream = request.stream

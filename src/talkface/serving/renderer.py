@@ -80,6 +80,8 @@ class RemoteRenderer:
     async def __call__(self, job: JobRecord, spec: RenderSpec, output: Path, *,
                        input_path: Path | None, encoder: ModelThread,
                        on_progress: Callable[[float], None]) -> RenderedVideo:
+        """Render ``job`` on the Renderer deployment, relaying its progress; sent again when
+        its worker dies."""
         handle = (await self._runtime._handle("renderer")).options(stream=True)
         losses = 0
         while True:

@@ -52,11 +52,13 @@ class RemoteASR(ASRBackend):
 
     @classmethod
     def load(cls, settings: ASRSettings) -> RemoteASR:
+        """Refused: the Ray host builds its ASR view from the deployment."""
         raise ConfigError("the Ray host makes its ASR view itself; select an ASR backend "
                           "such as 'faster-whisper' for the deployment")
 
     @property
     def languages(self) -> tuple[str, ...]:
+        """The languages the ASR deployment's model knows."""
         return self._languages
 
     def _transcribe_batch(self, requests: list[ASRRequest]) -> list[Transcript]:
@@ -166,6 +168,7 @@ class RayRuntime(Runtime):
         return await self._once("tts-remote", load)
 
     async def animator_engine(self) -> RemoteEngine[AnimationRequest, list[np.ndarray]]:
+        """The Animator deployment, behind the engine interface."""
         async def load() -> RemoteEngine[AnimationRequest, list[np.ndarray]]:
             return self._remote_engine("animator", await self._handle("animator"),
                                        self.settings.animator.batching_options())
@@ -173,15 +176,18 @@ class RayRuntime(Runtime):
         return await self._once("animator-engine", load)
 
     async def animator(self) -> Any:
+        """Refused: the animator runs in its deployment."""
         raise ConfigError("the animator runs in its Ray Serve deployment; use "
                           "animator_engine() and prepare_avatar()")
 
     async def prepare_avatar(self, image: np.ndarray) -> str:
+        """Prepare ``image`` on the Animator deployment; the avatar id to animate it by."""
         handle = await self._handle("animator")
         return await call_with_retry(lambda: handle.prepare_avatar.remote(image),
                                      what="animator", retry_s=self.settings.serving.retry_s)
 
     async def asr_backend(self) -> ASRBackend:
+        """A local view of the ASR deployment: its languages and request checks."""
         async def load() -> ASRBackend:
             handle = await self._handle("asr")
             languages = await call_with_retry(lambda: handle.languages.remote(), what="ASR",
@@ -191,6 +197,7 @@ class RayRuntime(Runtime):
         return await self._once("asr", load)
 
     async def asr_engine(self) -> RemoteEngine[ASRRequest, Transcript]:
+        """The ASR deployment, behind the engine interface."""
         async def load() -> RemoteEngine[ASRRequest, Transcript]:
             return self._remote_engine("asr", await self._handle("asr"),
                                        self.settings.asr.batching_options())
@@ -198,6 +205,8 @@ class RayRuntime(Runtime):
         return await self._once("asr-engine", load)
 
     async def llm_backend(self) -> LLMBackend:
+        """With the embedded LLM, its vocabulary only (for counting tokens here; the model
+        runs in its deployment); any other backend as in-process."""
         if self.settings.llm.backend != EMBEDDED_LLM:
             return await super().llm_backend()
 
@@ -209,6 +218,8 @@ class RayRuntime(Runtime):
         return await self._once("llm", load)
 
     async def llm_engine(self) -> Any:
+        """With the embedded LLM, its deployment behind the engine interface; any other
+        backend as in-process."""
         if self.settings.llm.backend != EMBEDDED_LLM:
             return await super().llm_engine()
 
@@ -224,11 +235,13 @@ class RayRuntime(Runtime):
         return await self._once("llm-engine", load)
 
     def render_runner(self) -> Any:
+        """Render jobs run on the Renderer deployment."""
         from talkface.serving.renderer import RemoteRenderer
 
         return RemoteRenderer(self)
 
     async def aclose(self) -> None:
+        """Stop watching the deployments, then close the engines and backends."""
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.wait([self._watcher])

@@ -1,0 +1,1 @@
+"""Speech synthesis: the TTS contract, its backends and the voices."""

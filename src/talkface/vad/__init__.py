@@ -1,0 +1,1 @@
+"""Voice activity detection: the VAD contract, its backends and the endpointer."""

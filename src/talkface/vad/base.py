@@ -12,18 +12,19 @@ line to :data:`talkface.vad.registry.VAD_BACKENDS`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from talkface.engines import ModelThread
+from talkface.engines import BatchingSettings, ModelThread, StageSettings
 
 VAD_SAMPLE_RATE_HZ = 16_000
 """Sample rate every VAD backend works at; the endpointer resamples to it."""
 
 
-class VADSettings(BaseModel):
+class VADSettings(StageSettings):
     """Settings of the VAD stage.
 
     Attributes:
@@ -44,6 +45,11 @@ class VADSettings(BaseModel):
         max_speech_s: an utterance is cut after this long even if the user is still
             speaking, so that each fits in one Whisper window (28 s at most).
         num_threads: CPU threads of the model (1: a 32 ms window takes ~0.25 ms).
+        timeout_s: longest one model call may take.
+        batching: the VAD engine's limits. Each session's chunks are scored in order;
+            chunks of several sessions arriving together are scored in one call. No
+            wait: a chunk is scored as soon as the model is free (every millisecond here
+            is a millisecond of reply latency).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,6 +62,12 @@ class VADSettings(BaseModel):
     min_speech_ms: float = Field(250.0, ge=0.0, le=5_000.0)
     max_speech_s: float = Field(28.0, ge=1.0, le=28.0)
     num_threads: int = Field(1, ge=1, le=16)
+    timeout_s: float = Field(5.0, gt=0)
+    batching: BatchingSettings = Field(
+        default_factory=lambda: BatchingSettings(
+            max_batch_size=16, max_wait_ms=0.0, max_queue_size=512
+        )
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -103,6 +115,14 @@ class VADStream(ABC):
         """Forget the audio seen so far (a new conversation on the same stream)."""
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class VADRequest:
+    """Score ``windows`` (float32 ``(n, window_samples)`` at 16 kHz) on ``stream``."""
+
+    stream: VADStream
+    windows: np.ndarray
+
+
 class VADBackend(ABC):
     """A loaded voice-activity model, shared by all sessions of a process.
 
@@ -130,6 +150,15 @@ class VADBackend(ABC):
     @abstractmethod
     def new_stream(self) -> VADStream:
         """A fresh per-session stream over this model."""
+
+    async def probabilities_batch(self, requests: list[VADRequest]) -> list[np.ndarray]:
+        """Score several sessions' windows in one trip to the model thread (the VAD
+        engine's batch function); one array of probabilities per request, in order."""
+
+        def score() -> list[np.ndarray]:
+            return [r.stream.speech_probabilities(r.windows) for r in requests]
+
+        return await self.thread.run(score)
 
     async def aclose(self) -> None:
         """Release the worker thread."""

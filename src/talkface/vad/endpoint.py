@@ -28,8 +28,15 @@ from typing import Any
 import numpy as np
 
 from talkface.audio import pcm16_to_float32
+from talkface.engines import Engine
 from talkface.messages import NS_PER_S, AudioChunk
-from talkface.vad.base import VAD_SAMPLE_RATE_HZ, VADBackend, VADSettings, VADStream
+from talkface.vad.base import (
+    VAD_SAMPLE_RATE_HZ,
+    VADBackend,
+    VADRequest,
+    VADSettings,
+    VADStream,
+)
 
 _ONSET_LAG_MS = 100.0
 """Silero reacts to unvoiced onsets (an "s", a "th") up to ~130 ms late (measured on
@@ -65,6 +72,7 @@ class Utterance:
 
     @property
     def duration_s(self) -> float:
+        """Length of ``audio``, in seconds."""
         return len(self.audio) / VAD_SAMPLE_RATE_HZ
 
 
@@ -155,10 +163,14 @@ class Endpointer:
     Args:
         backend: the loaded VAD model (shared).
         settings: thresholds and timings; defaults to the backend's settings.
+        engine: the VAD engine sessions share (live sessions: queued and counted with
+            the other stages); None scores in the backend's worker thread directly.
     """
 
-    def __init__(self, backend: VADBackend, settings: VADSettings | None = None) -> None:
+    def __init__(self, backend: VADBackend, settings: VADSettings | None = None, *,
+                 engine: Engine[VADRequest, np.ndarray] | None = None) -> None:
         self._backend = backend
+        self._engine = engine
         self.settings = settings or backend.settings
         self._stream: VADStream = backend.new_stream()
         self._window = self._stream.window_samples
@@ -221,21 +233,39 @@ class Endpointer:
         return self._advance(self._stream.speech_probabilities(windows))
 
     async def apush(self, chunk: AudioChunk) -> list[VADEvent]:
-        """:meth:`push` with the model run in the VAD's worker thread."""
+        """:meth:`push` with the model run off the event loop (the engine, or the VAD's
+        worker thread)."""
         windows = self._ingest(chunk)
         if windows is None:
             return []
-        probabilities = await self._backend.thread.run(self._stream.speech_probabilities, windows)
-        return self._advance(probabilities)
+        return self._advance(await self._score(windows))
 
     def flush(self) -> list[VADEvent]:
         """End of input: close a running utterance (its end is the last speech + padding)."""
-        self._drain_resampler()
-        self._rate_hz = None
-        windows = self._complete_windows()
+        windows = self._flush_windows()
         events = (
             [] if windows is None else self._advance(self._stream.speech_probabilities(windows))
         )
+        return events + self._close_utterance()
+
+    async def aflush(self) -> list[VADEvent]:
+        """:meth:`flush` with the model run off the event loop."""
+        windows = self._flush_windows()
+        events = [] if windows is None else self._advance(await self._score(windows))
+        return events + self._close_utterance()
+
+    async def _score(self, windows: np.ndarray) -> np.ndarray:
+        if self._engine is not None:
+            return await self._engine.submit(VADRequest(self._stream, windows))
+        return await self._backend.thread.run(self._stream.speech_probabilities, windows)
+
+    def _flush_windows(self) -> np.ndarray | None:
+        self._drain_resampler()
+        self._rate_hz = None
+        return self._complete_windows()
+
+    def _close_utterance(self) -> list[VADEvent]:
+        events: list[VADEvent] = []
         if self._in_speech:
             end = min(self._buffer.end, self._last_speech_end + self._pad)
             events += self._finish(end, forced=False)

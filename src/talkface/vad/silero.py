@@ -42,10 +42,12 @@ class SileroStream(VADStream):
         self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
 
     def reset(self) -> None:
+        """Zero the recurrent state and the context window (a new conversation)."""
         self._input[:] = 0.0
         self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
 
     def speech_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """Speech probability of each 512-sample window, carrying the state across them."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != self.window_samples:
             raise ValueError(
@@ -75,6 +77,7 @@ class SileroVAD(VADBackend):
 
     @classmethod
     def load(cls, settings: VADSettings) -> Self:
+        """Load silero_vad.onnx into an onnxruntime CPU session (``num_threads`` threads)."""
         try:
             import onnxruntime
         except ImportError as exc:
@@ -98,4 +101,5 @@ class SileroVAD(VADBackend):
         return backend
 
     def new_stream(self) -> SileroStream:
+        """A fresh stream, with its own state, over the shared ONNX session."""
         return SileroStream(self._session)

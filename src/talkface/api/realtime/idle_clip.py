@@ -65,6 +65,7 @@ class IdleClip:
 
     @property
     def size_bytes(self) -> int:
+        """Bytes the clip holds: its frames' pixels plus its JPEGs."""
         return sum(f.nbytes for f in self.frames) + sum(len(j) for j in self.jpegs)
 
 
@@ -144,9 +145,11 @@ class IdleClipCache:
 
     @property
     def size_bytes(self) -> int:
+        """Bytes of frames and JPEGs in all cached clips (what ``max_bytes`` bounds)."""
         return sum(clip.size_bytes for clip in self._clips.values())
 
     def peek(self, key: ClipKey) -> IdleClip | None:
+        """The cached clip for ``key``, or None; builds nothing and keeps the LRU order."""
         return self._clips.get(key)
 
     async def get(self, key: ClipKey, build: Callable[[], Awaitable[IdleClip]]) -> IdleClip:

@@ -6,22 +6,22 @@ milliseconds, for as long as the session lasts. :class:`AvatarMedia` sits betwee
 
 * the **pump** reads the conversation's messages as they come and places each speech
   audio and video frame at the wall-clock time its turn's
-  :class:`~talkface.output.playout.Playout` says it is due (the Playout anchors each turn
-  when its first media is read, so it knows what the listener has heard when a barge-in
-  cuts);
+  conversation's :class:`~talkface.output.timeline.Timeline` says it is due (the
+  timeline anchors each turn when its first media is placed, so it knows what the
+  listener has heard when a barge-in cuts, and where the listening face resumes);
 * the transport's clock (a WebRTC track's ``recv``, a WebSocket ticker) asks for "the
   frame for time t" and "audio samples n..n+k"; between turns it gets idle frames
   and silence: the avatar's shared looping :class:`~talkface.api.realtime.idle_clip.IdleClip`
   once it is loaded (no animator, and no JPEG encoder: :meth:`AvatarMedia.cached_jpeg`),
-  until then frames rendered ahead with :meth:`Conversation.idle_frames`, so one is
+  until then frames rendered ahead with the conversation's ``idle_frames``, so one is
   always ready. A change between the loop and a turn's frames is cross-faded over
   ``FADE_FRAMES``, so the head does not jump;
 * an :class:`~talkface.messages.Interrupt` throws away the turn's media not yet played,
   so the avatar stops within one audio chunk.
 
-Media is not delivered with ``Playout.wait_due``: a sentence's audio may be due seconds
+Media is not delivered with ``Timeline.wait_due``: a sentence's audio may be due seconds
 ahead, and a pump asleep until then would not see a barge-in. The pump reads on, places
-media by ``Playout.due_ns`` (the same anchoring), and only waits for video frames, which
+media by ``Timeline.due_ns`` (the same anchoring), and only waits for video frames, which
 keeps at most ``VIDEO_AHEAD_NS`` of frames in memory and holds the pipeline back to the
 pace of the wall clock (through the conversation's bounded outbox).
 """
@@ -40,9 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkface.api.realtime.idle_clip import IdleClip, IdleClipSource, blend
-from talkface.audio import pcm16_to_float32, resample
+from talkface.audio import PLAYBACK_RATE_HZ, pcm16_at, to_int16
 from talkface.clock import Clock
-from talkface.conversation import Conversation
 from talkface.errors import TalkfaceError
 from talkface.messages import (
     NS_PER_S,
@@ -52,11 +51,10 @@ from talkface.messages import (
     SpeechAudio,
     VideoFrame,
 )
-from talkface.output.playout import Playout
+from talkface.output.timeline import MediaSource, Timeline
 
 logger = logging.getLogger(__name__)
 
-AUDIO_RATE_HZ = 48_000  # what Opus (WebRTC) and AAC (MP4) carry
 VIDEO_AHEAD_NS = 400_000_000  # frames wait at most this long before they are due
 MAX_QUEUED_FRAMES = 40  # beyond this a lagging sink loses its oldest frames
 IDLE_AHEAD_FRAMES = 25  # idle frames kept rendered ahead (one second at 25 fps)
@@ -77,7 +75,7 @@ class _Segment:
 
     turn_id: int
     due_ns: int
-    samples: np.ndarray  # int16 at AUDIO_RATE_HZ
+    samples: np.ndarray  # int16 at PLAYBACK_RATE_HZ
     start: int | None = None  # first sample index on the stream, once placed
 
     @property
@@ -92,6 +90,11 @@ class _QueuedFrame:
     index: int
     due_ns: int
     image: np.ndarray
+
+
+def _playback_pcm(speech: SpeechAudio) -> np.ndarray:
+    """A sentence as int16 samples at :data:`PLAYBACK_RATE_HZ` (the stream's rate)."""
+    return to_int16(pcm16_at(speech.pcm, speech.sample_rate_hz, PLAYBACK_RATE_HZ))
 
 
 class _IdleFeed:
@@ -169,7 +172,6 @@ class _TurnMedia:
     """What the pump knows of a turn's media."""
 
     end_ns: int = 0  # wall time its media has played out
-    last_index: int | None = None  # its last video frame's index
 
 
 @dataclass(slots=True)
@@ -187,7 +189,7 @@ class AvatarMedia:
 
     Args:
         conversation: the conversation whose messages this reads (its only reader, and
-            its player, pacing media with its :class:`Playout`).
+            its player, driving its :class:`Timeline`).
         fps: video frame rate.
         on_message: takes every non-media message; a turn's :class:`EndOfTurn` comes when
             its media has played (at once when it was interrupted).
@@ -197,11 +199,11 @@ class AvatarMedia:
             rendered for this session).
     """
 
-    def __init__(self, conversation: Conversation, *, fps: int, on_message: MessageSink,
+    def __init__(self, conversation: MediaSource, *, fps: int, on_message: MessageSink,
                  on_first_output: TurnSink, idle_clip: IdleClipSource | None = None) -> None:
         self._conversation = conversation
-        self.clock: Clock = conversation.clock
-        self._playout: Playout = conversation.playout
+        self._timeline: Timeline = conversation.timeline
+        self.clock: Clock = self._timeline.clock
         self.fps = fps
         self._frame_ns = NS_PER_S // fps
         self._on_message = on_message
@@ -215,7 +217,6 @@ class AvatarMedia:
         self._started_turn = 0  # highest turn id whose media has left
         self._shown_turn: int | None = None  # turn of the frame on screen (None: idle)
         self._last_image: np.ndarray | None = None
-        self._last_spoken_index: int | None = None
         self._deferred: list[_Deferred] = []
         self._seq = itertools.count()
         self._deferred_wake = asyncio.Event()
@@ -289,7 +290,7 @@ class AvatarMedia:
         if chosen is not None:
             self._played.set()
             self._shown_turn = chosen.turn_id
-            self._last_spoken_index = chosen.index
+            self._timeline.frame_shown(chosen.turn_id, chosen.index)
             self._started(chosen.turn_id)
             self._last_image = self._faded(chosen.image, from_clip=False)
             return self._last_image
@@ -345,14 +346,14 @@ class AvatarMedia:
         return blend(image, self._fade_from, weight)
 
     def audio(self, first_sample: int, num_samples: int) -> bytes:
-        """``num_samples`` of s16le mono PCM at ``AUDIO_RATE_HZ`` from stream sample
+        """``num_samples`` of s16le mono PCM at ``PLAYBACK_RATE_HZ`` from stream sample
         ``first_sample`` on (speech where it is due, silence elsewhere)."""
         out = np.zeros(num_samples, np.int16)
         end = first_sample + num_samples
         start_ns = self.start_clock()
         for segment in list(self._segments):
             if segment.start is None:
-                ideal = (segment.due_ns - start_ns) * AUDIO_RATE_HZ // NS_PER_S
+                ideal = (segment.due_ns - start_ns) * PLAYBACK_RATE_HZ // NS_PER_S
                 # Late speech starts now, and sentences never overlap: audio is never dropped.
                 segment.start = max(ideal, first_sample, self._audio_end)
                 self._audio_end = segment.end
@@ -373,7 +374,7 @@ class AvatarMedia:
         start_ns = self.start_clock()
         for segment in self._segments:
             begin = segment.start if segment.start is not None else (
-                (segment.due_ns - start_ns) * AUDIO_RATE_HZ // NS_PER_S)
+                (segment.due_ns - start_ns) * PLAYBACK_RATE_HZ // NS_PER_S)
             if begin < sample:
                 return True
         return False
@@ -383,7 +384,7 @@ class AvatarMedia:
     async def _pump(self) -> None:
         async for message in self._conversation.messages():
             if isinstance(message, SpeechAudio):
-                self._place_speech(message)
+                await self._place_speech(message)
             elif isinstance(message, VideoFrame):
                 await self._place_frame(message)
             elif isinstance(message, Interrupt):
@@ -401,40 +402,38 @@ class AvatarMedia:
             self._idle.pause()
         return turn
 
-    def _place_speech(self, speech: SpeechAudio) -> None:
+    async def _place_speech(self, speech: SpeechAudio) -> None:
         if speech.turn_id in self._cut_turns:
             return
-        due = self._playout.due_ns(speech)
+        due = self._timeline.due_ns(speech)
         assert due is not None
         turn = self._turn(speech.turn_id)
-        samples = resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz, AUDIO_RATE_HZ)
-        pcm = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype(np.int16)
+        # Resampling a sentence is milliseconds of CPU: not on the loop every session shares.
+        pcm = await asyncio.to_thread(_playback_pcm, speech)
         self._segments.append(_Segment(speech.turn_id, due, pcm))
         turn.end_ns = max(turn.end_ns, due + speech.duration_ns)
 
     async def _place_frame(self, frame: VideoFrame) -> None:
         if frame.turn_id in self._cut_turns:
             return
-        due = self._playout.due_ns(frame)
+        due = self._timeline.due_ns(frame)
         assert due is not None
         turn = self._turn(frame.turn_id)
         turn.end_ns = max(turn.end_ns, due + self._frame_ns)
-        turn.last_index = frame.index
         self._video.append(_QueuedFrame(frame.turn_id, frame.index, due, frame.image))
         while len(self._video) > MAX_QUEUED_FRAMES:
             self._video.popleft()  # nobody is reading: a lagging sink loses its oldest frame
             self.dropped_frames += 1
         # Hold the pipeline back to the wall clock; never long, so interrupts are seen.
-        delay_ns = due - VIDEO_AHEAD_NS - self.clock.now_ns()
-        if delay_ns > 0:
-            await asyncio.sleep(delay_ns / NS_PER_S)
+        await self.clock.sleep(due - VIDEO_AHEAD_NS - self.clock.now_ns())
 
     def _end_turn(self, end: EndOfTurn) -> None:
         if end.turn_id in self._cut_turns and not end.interrupted:
             return  # it was cut before it could play out: its interrupted end follows
         turn = self._turns.pop(end.turn_id, None)
-        if turn is not None and turn.last_index is not None:
-            self._idle.restart(turn.last_index + 1)
+        idle_from = self._timeline.idle_from(end.turn_id)
+        if turn is not None and idle_from is not None:
+            self._idle.restart(idle_from)
         elif not self._turns:
             self._idle.resume()
         now = self.clock.now_ns()
@@ -447,7 +446,7 @@ class AvatarMedia:
 
     def _cut(self, turn_id: int) -> None:
         """Barge-in: the turn's media not yet played goes, now."""
-        self._playout.cut(turn_id)
+        self._timeline.cut(turn_id)
         self._cut_turns.add(turn_id)
         if len(self._cut_turns) > 64:
             self._cut_turns = {t for t in self._cut_turns if t > turn_id - 32}
@@ -459,8 +458,9 @@ class AvatarMedia:
         self._deferred = [d for d in self._deferred if d.message.turn_id != turn_id]
         heapq.heapify(self._deferred)
         turn = self._turns.pop(turn_id, None)
-        if self._shown_turn == turn_id and self._last_spoken_index is not None:
-            self._idle.restart(self._last_spoken_index + 1)
+        idle_from = self._timeline.idle_from(turn_id, cut=True)
+        if idle_from is not None:
+            self._idle.restart(idle_from)
         elif turn is not None and not self._turns:
             self._idle.resume()
 
@@ -487,7 +487,7 @@ class AvatarMedia:
     async def _drain(self) -> None:
         """The conversation has ended: wait until what is queued has played (bounded)."""
         ends = [d.due_ns for d in self._deferred] + [f.due_ns for f in self._video] + [
-            s.due_ns + len(s.samples) * NS_PER_S // AUDIO_RATE_HZ for s in self._segments]
+            s.due_ns + len(s.samples) * NS_PER_S // PLAYBACK_RATE_HZ for s in self._segments]
         deadline = max(ends, default=0) + _DRAIN_MARGIN_NS
         while self._deferred or self._video or self._segments:
             left_ns = deadline - self.clock.now_ns()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkface.api.errors import ClientTooSlow
-from talkface.api.realtime.media import AUDIO_RATE_HZ
+from talkface.audio import PLAYBACK_RATE_HZ
 from talkface.clock import Clock, MonotonicClock
 from talkface.messages import NS_PER_S, SpeechAudio, VideoFrame
 from talkface.output.mp4 import MP4Writer, OutputSettings
@@ -67,6 +67,7 @@ class SendQueue:
 
     @property
     def queued_bytes(self) -> int:
+        """Bytes queued and not yet taken by :meth:`get` (the message being sent excluded)."""
         return self._bytes
 
     def stalled_ns(self) -> int:
@@ -185,8 +186,8 @@ class FMP4Stream:
         self._writer.write_frame(VideoFrame(image=image, pts_ns=tick * NS_PER_S // self._fps,
                                             index=tick))
         if pcm:
-            pts_ns = self._audio_samples * NS_PER_S // AUDIO_RATE_HZ
-            self._writer.write_speech(SpeechAudio(pcm=pcm, sample_rate_hz=AUDIO_RATE_HZ,
+            pts_ns = self._audio_samples * NS_PER_S // PLAYBACK_RATE_HZ
+            self._writer.write_speech(SpeechAudio(pcm=pcm, sample_rate_hz=PLAYBACK_RATE_HZ,
                                                   pts_ns=pts_ns))
             self._audio_samples += len(pcm) // 2
         return self._sink.take()
@@ -197,6 +198,7 @@ class FMP4Stream:
         return self._sink.take()
 
     def abort(self) -> None:
+        """Stop the encoder without a last fragment (the stream failed or was cancelled)."""
         self._writer.abort()
 
 
@@ -225,6 +227,7 @@ def moov_complete(data: bytes) -> bool:
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """``image`` (HxWx3 uint8 RGB) as JPEG bytes at ``quality`` (0-100)."""
     import cv2
 
     ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]),

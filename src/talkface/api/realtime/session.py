@@ -21,7 +21,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from talkface.api.auth import Principal
 from talkface.api.errors import AvatarNotFound
 from talkface.api.realtime.idle_clip import IdleClipSource, idle_clip_cache
-from talkface.api.realtime.media import AUDIO_RATE_HZ, AvatarMedia
+from talkface.api.realtime.media import AvatarMedia
 from talkface.api.realtime.outgoing import encode_jpeg
 from talkface.api.schemas import (
     PROTOCOL_VERSION,
@@ -46,6 +46,7 @@ from talkface.api.schemas import (
     TurnEndEvent,
 )
 from talkface.api.sessions import LiveSession
+from talkface.audio import PLAYBACK_RATE_HZ
 from talkface.conversation import ConversationOptions, TurnRecord
 from talkface.errors import BadInput, Overloaded, PayloadTooLarge, TalkfaceError
 from talkface.messages import EndOfTurn, Error, Interrupt, Message, TextDelta, Transcript
@@ -181,7 +182,7 @@ class RealtimeSession:
         self._max_text_chars = max_text_chars
         self._observe_turn = observe_turn
         self.media_format = MediaFormat(fps=fps, size_px=size_px,
-                                        audio_sample_rate_hz=AUDIO_RATE_HZ, output=output)
+                                        audio_sample_rate_hz=PLAYBACK_RATE_HZ, output=output)
         self.on_first_output: Callable[[int], None] = self.mark_speaking
         """Called when a turn's first media leaves AvatarMedia; transports whose bytes
         leave later (fragmented MP4) replace it and call :meth:`mark_speaking` themselves."""
@@ -193,6 +194,7 @@ class RealtimeSession:
 
     @property
     def session_id(self) -> str:
+        """The live session's id, as the client sees it in ``ready``."""
         return self.live.session_id
 
     def _idle_clip_source(self, output: str, size_px: int) -> IdleClipSource | None:
@@ -211,10 +213,12 @@ class RealtimeSession:
                               encode_jpeg=encode_jpeg if output == "jpeg" else None)
 
     def ready_event(self) -> ReadyEvent:
+        """The first event to the client: session id, media format and server time."""
         return ReadyEvent(session_id=self.session_id, media=self.media_format,
                           server_time_ms=now_ms())
 
     def send(self, event: ServerEvent) -> None:
+        """Deliver ``event`` to the client through the transport (error codes are counted)."""
         self._send(event)
 
     def _send(self, event: ServerEvent) -> None:

@@ -38,12 +38,13 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from talkface.api.realtime.media import AUDIO_RATE_HZ, AvatarMedia
+from talkface.api.realtime.media import AvatarMedia
 from talkface.api.realtime.quota import watch_live_quota
 from talkface.api.realtime.session import RealtimeSession, TurnObserver
 from talkface.api.schemas import ClosedEvent, ServerEvent
 from talkface.api.sessions import LiveSession
 from talkface.api.state import ServerState
+from talkface.audio import PLAYBACK_RATE_HZ
 from talkface.errors import BadInput, Overloaded
 from talkface.messages import NS_PER_S, AudioChunk
 
@@ -82,6 +83,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._tick = 0
 
     async def recv(self) -> av.VideoFrame:
+        """The next frame, once it is due; after an event-loop stall, it skips ahead to now."""
         if self.readyState != "live":
             raise MediaStreamError
         media, fps = self._media, self._media.fps
@@ -109,21 +111,22 @@ class AvatarAudioTrack(MediaStreamTrack):
         self._sample = 0
 
     async def recv(self) -> av.AudioFrame:
+        """The next 20 ms of audio, once due; after a stall it skips silence, never speech."""
         if self.readyState != "live":
             raise MediaStreamError
         media = self._media
         start = media.start_clock()
-        late_ns = await _sleep_until(media, start + self._sample * NS_PER_S // AUDIO_RATE_HZ)
+        late_ns = await _sleep_until(media, start + self._sample * NS_PER_S // PLAYBACK_RATE_HZ)
         if late_ns > _MAX_LATE_AUDIO_NS:
-            now_sample = (media.clock.now_ns() - start) * AUDIO_RATE_HZ // NS_PER_S
+            now_sample = (media.clock.now_ns() - start) * PLAYBACK_RATE_HZ // NS_PER_S
             if not media.audio_pending_before(now_sample):
                 self._sample = now_sample  # only silence is skipped; speech never is
         pcm = media.audio(self._sample, AUDIO_CHUNK_SAMPLES)
         frame = av.AudioFrame(format="s16", layout="mono", samples=AUDIO_CHUNK_SAMPLES)
         frame.planes[0].update(pcm)
-        frame.sample_rate = AUDIO_RATE_HZ
+        frame.sample_rate = PLAYBACK_RATE_HZ
         frame.pts = self._sample
-        frame.time_base = fractions.Fraction(1, AUDIO_RATE_HZ)
+        frame.time_base = fractions.Fraction(1, PLAYBACK_RATE_HZ)
         self._sample += AUDIO_CHUNK_SAMPLES
         return frame
 
@@ -214,6 +217,7 @@ class WebRTCTransport:
 
     @property
     def session_id(self) -> str:
+        """The realtime session's id."""
         return self.session.session_id
 
     # --- signalling ------------------------------------------------------------------------

@@ -42,7 +42,6 @@ from talkface.api.auth import websocket_credential
 from talkface.api.deps import client_address
 from talkface.api.errors import ClientTooSlow, Forbidden, RateLimited, Unauthorized
 from talkface.api.realtime import outgoing
-from talkface.api.realtime.media import AUDIO_RATE_HZ
 from talkface.api.realtime.outgoing import (
     FMP4Stream,
     SendQueue,
@@ -68,6 +67,7 @@ from talkface.api.schemas import (
 )
 from talkface.api.sessions import LiveSession
 from talkface.api.state import ServerState
+from talkface.audio import PLAYBACK_RATE_HZ
 from talkface.engines import ModelThread
 from talkface.errors import BadInput, Overloaded, PayloadTooLarge, TalkfaceError
 from talkface.messages import NS_PER_S, AudioChunk
@@ -129,6 +129,7 @@ class WebSocketTransport:
 
     @property
     def session_id(self) -> str:
+        """The realtime session's id."""
         return self.session.session_id
 
     async def prepare(self) -> None:
@@ -151,6 +152,7 @@ class WebSocketTransport:
         self._encoder.shutdown()
 
     def close(self, reason: str, code: int = CLOSE_NORMAL) -> None:
+        """End the session with ``reason`` and WebSocket close ``code``; the first call wins."""
         if not self._done.is_set():
             self._reason, self._close_code = reason, code
             self._done.set()
@@ -291,7 +293,7 @@ class WebSocketTransport:
             if due > now:
                 await asyncio.sleep((due - now) / NS_PER_S)
             image = media.video_frame(due)
-            audio_end = (tick + 1) * AUDIO_RATE_HZ // fps
+            audio_end = (tick + 1) * PLAYBACK_RATE_HZ // fps
             pcm = media.audio(audio_at, audio_end - audio_at)
             audio_at = audio_end
             try:

@@ -243,6 +243,7 @@ async def list_models(request: Request, principal: KeyHolder) -> ModelList:
 @router.get("/v1/models/{model_id}", response_model=ModelCard)
 async def get_model(model_id: str, request: Request,
                     principal: KeyHolder) -> ModelCard:
+    """``GET /v1/models/{model_id}``: that model's card, or 404 naming the models there are."""
     for card in _models(request):
         if card.id == model_id:
             return card

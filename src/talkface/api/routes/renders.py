@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import sqlite3
 from collections.abc import AsyncIterator
 
@@ -136,7 +135,7 @@ async def _text_spec(queue: RenderQueue, principal: Principal, text: str, *, voi
     # The text keeps its emotion tag: the job speaks it as `talkface say` does.
     return RenderSpec(kind="text", text=text.strip(), voice=api_voice_name(voice),
                       language=checked.language, avatar_id=avatar_id, speed=speed,
-                      seed=_seed(seed))
+                      seed=seed)  # None: the caches' fixed seed (re-runs match)
 
 
 async def _submit_audio(queue: RenderQueue, principal: Principal, form: RenderForm,
@@ -156,7 +155,7 @@ async def _submit_audio(queue: RenderQueue, principal: Principal, form: RenderFo
             raise
         await _check_avatar(queue.store, form.avatar_id, principal)
         spec = RenderSpec(kind="audio", avatar_id=form.avatar_id, speed=form.speed,
-                          seed=_seed(form.seed), input_suffix=suffix,
+                          seed=form.seed, input_suffix=suffix,
                           max_audio_s=limits.max_audio_s)
         return await queue.submit(principal.key_id, spec, job_id=job_id)
     except BaseException:
@@ -172,11 +171,6 @@ async def _check_avatar(store: Store, avatar_id: str | None, principal: Principa
             f"no avatar {avatar_id!r} for this API key; upload the portrait first "
             "(POST /v1/avatars) and use the avatar_id it returns"
         )
-
-
-def _seed(seed: int | None) -> int:
-    # Fixed now, so a job re-run after a restart draws the same blinks and head motion.
-    return seed if seed is not None else random.randrange(2**31)
 
 
 @router.get("/v1/renders", response_model=RenderList)
