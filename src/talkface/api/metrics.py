@@ -167,6 +167,14 @@ class _GaugeCollector(Collector):
         for route, count in state.runtime.route_counts.snapshot().items():
             routes.add_metric([route], count)
         yield routes
+        llm = state.runtime.backends.get("llm")
+        if llm is not None:
+            saved = GaugeMetricFamily(
+                "talkface_llm_saved_state_bytes",
+                "Bytes of conversations' LLM KV caches kept in memory (bounded by "
+                "llm.conversation_cache_mb): part of the process's RSS that grows by design.")
+            saved.add_metric([], llm.saved_state_bytes())
+            yield saved
         replicas = state.runtime.deployment_replicas()
         if replicas:
             family = GaugeMetricFamily("talkface_stage_replicas",

@@ -103,6 +103,8 @@ async def scrape_metrics(client: httpx.AsyncClient, url: str, key: str) -> dict[
                 found["errors_by_code"][sample.labels["code"]] = sample.value
             elif sample.name in ("talkface_active_sessions", "talkface_pending_renders"):
                 found[sample.name.removeprefix("talkface_")] = sample.value
+            elif sample.name == "talkface_llm_saved_state_bytes":
+                found["llm_saved_state_mb"] = round(sample.value / 2**20, 1)
     return found
 
 

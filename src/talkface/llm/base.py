@@ -211,6 +211,11 @@ class LLMBackend(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model's vocabulary (an estimate for servers)."""
 
+    def saved_state_bytes(self) -> int:
+        """Bytes of other conversations' KV caches kept in this process's memory (a
+        bounded cache: ``conversation_cache_mb``); 0 for models that keep none here."""
+        return 0
+
     async def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:
         """Generate every request's reply into its stream; one stats per request.
 

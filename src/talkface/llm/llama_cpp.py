@@ -96,6 +96,10 @@ class LlamaCppLLM(LLMBackend):
         """Tokens ``text`` takes in this model's tokenizer (special tokens parsed, no BOS)."""
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    def saved_state_bytes(self) -> int:
+        """Bytes of the saved conversations' KV states (at most ``conversation_cache_mb``)."""
+        return self._saved.size_bytes
+
     async def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:
         return await self._thread.run(self._generate_all, requests)
 

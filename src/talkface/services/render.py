@@ -14,6 +14,8 @@ synthesised speech. Frames and sound are written by
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -107,7 +109,7 @@ async def render_job(runtime: Runtime, spec: RenderSpec, output: Path, *,
         BackendError, Overloaded: from the engines.
     """
     settings = runtime.settings
-    videos = open_caches(settings.cache).videos
+    videos = (await asyncio.to_thread(open_caches, settings.cache)).videos
     video_key = None
     if spec.kind == "text" and videos is not None:
         video_key = videos.key_for(await _video_request(runtime, spec),
@@ -117,8 +119,10 @@ async def render_job(runtime: Runtime, spec: RenderSpec, output: Path, *,
             written = await asyncio.to_thread(videos.copy_to, stored, output)
             return RenderedVideo(duration_s=written.duration_s, trace=None,
                                  cache=VIDEO_CACHE_NAME)
-    writer = MP4Writer(output, fps=settings.animator.fps, size_px=settings.animator.size_px,
-                       settings=settings.output)
+    # Opening the container is file and codec work: in the encoder thread, as is the rest.
+    writer = await encoder.run(functools.partial(
+        MP4Writer, output, fps=settings.animator.fps, size_px=settings.animator.size_px,
+        settings=settings.output))
     try:
         if spec.kind == "text":
             trace = await _speak_text(runtime, spec, writer, encoder, on_progress)
@@ -128,8 +132,10 @@ async def render_job(runtime: Runtime, spec: RenderSpec, output: Path, *,
             trace = None
         video = await encoder.run(writer.close)
     except BaseException:
-        # In the encoder thread, after any write still running there.
-        encoder.call(writer.abort)
+        # In the encoder thread, after any write still running there, without blocking
+        # the loop; shielded, so a second cancellation cannot skip it.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(encoder.run(writer.abort))
         raise
     if videos is not None and video_key is not None:
         await asyncio.to_thread(videos.keep, video_key, video)
