@@ -123,3 +123,24 @@ def test_a_wrong_model_path_is_a_clear_error(tmp_path) -> None:
     fake.write_bytes(b"not a model")
     with pytest.raises(ConfigError, match="not a GGUF model file"):
         model_path(str(fake))
+
+
+async def test_a_conversation_longer_than_the_context_keeps_answering() -> None:
+    """The memory's budget holds for the real chat template (a soak found turns failing
+    with "Requested tokens exceed context window" once a session's history filled it)."""
+    from talkface.llm.memory import ConversationMemory
+    from talkface.pipeline.reply import with_language_hint
+
+    context_tokens, reply_tokens = 512, 32
+    small = LlamaCppLLM.load(LLMSettings(context_tokens=context_tokens,
+                                         max_reply_tokens=reply_tokens))
+    memory = ConversationMemory("You are a helpful assistant. Answer in one short sentence.",
+                                budget_tokens=context_tokens, reply_tokens=reply_tokens,
+                                count_tokens=small.count_tokens)
+    for i in range(60):
+        memory.record(f"Question {i}: what is {i} plus {i}?", f"{i} plus {i} is {2 * i}.")
+    messages = with_language_hint(memory.prompt("请再说一遍。"), "zh")
+    assert len(messages) > 20  # the history was cut to fit, not dropped
+    deltas, stats = await generate(small, messages, max_tokens=reply_tokens)
+    assert deltas and stats.finish_reason in ("stop", "length")
+    assert stats.prompt_tokens + reply_tokens <= context_tokens

@@ -11,7 +11,7 @@ from talkface.api.auth import Authenticator
 from talkface.api.sessions import SessionRegistry
 from talkface.config import Settings
 from talkface.faq.service import load_faq
-from talkface.runtime import Runtime
+from talkface.runtime import Runtime, freeze_loaded_objects
 
 if TYPE_CHECKING:
     from talkface.services.quotas import QuotaLedger
@@ -68,6 +68,7 @@ class ServerState:
                 await runtime.tts_engine(voice)
                 self.loading.remove(f"tts:{voice.name}")
             await runtime.prime_llm(self.settings.llm.persona)
+            freeze_loaded_objects()
         except Exception as exc:
             logger.exception("loading the models failed")
             self.failed = f"{type(exc).__name__}: {exc}"

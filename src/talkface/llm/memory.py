@@ -16,6 +16,13 @@ from talkface.llm.base import ChatMessage
 
 INTERRUPTED_MARK = " [interrupted by the user]"
 
+MESSAGE_OVERHEAD_TOKENS = 6
+"""Tokens a chat template wraps each message in (ChatML: ``<|im_start|>``, the role, a
+newline, ``<|im_end|>``, a newline: 5; one more for templates that say more)."""
+PROMPT_MARGIN_TOKENS = 48
+"""Kept free besides: the template's opening of the reply, the language hint added to the
+system prompt, and tokens that merge differently across message boundaries."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Turn:
@@ -55,7 +62,7 @@ class ConversationMemory:
         self.reply_tokens = reply_tokens
         self._count = count_tokens
         self._turns: list[Turn] = []
-        self._system_tokens = count_tokens(persona) + 4
+        self._system_tokens = count_tokens(persona) + MESSAGE_OVERHEAD_TOKENS
 
     @property
     def turns(self) -> tuple[Turn, ...]:
@@ -78,8 +85,9 @@ class ConversationMemory:
         Raises:
             BadInput: the message alone does not fit in the model's context.
         """
-        available = self.budget_tokens - self.reply_tokens - self._system_tokens
-        needed = self._count(user) + 4
+        available = (self.budget_tokens - self.reply_tokens - self._system_tokens
+                     - PROMPT_MARGIN_TOKENS)
+        needed = self._count(user) + MESSAGE_OVERHEAD_TOKENS
         if needed > available:
             raise BadInput(
                 f"the message is about {needed} tokens; the model's context leaves room for "
@@ -88,7 +96,8 @@ class ConversationMemory:
         available -= needed
         kept: list[Turn] = []
         for turn in reversed(self._turns):
-            cost = self._count(turn.user) + self._count(_spoken(turn)) + 8
+            cost = (self._count(turn.user) + self._count(_spoken(turn))
+                    + 2 * MESSAGE_OVERHEAD_TOKENS)
             if cost > available:
                 break
             available -= cost
