@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from talkface.errors import BadInput
@@ -36,6 +38,22 @@ def test_the_oldest_turns_are_dropped_to_fit_the_budget() -> None:
     assert users[-2].startswith("question number 9")  # the newest turns survive
     assert not any(u.startswith("question number 0") for u in users)  # the oldest went
     assert sum(words(m.content) + 8 for m in prompt) <= 120
+
+
+def test_a_full_history_is_cut_in_one_go_so_the_prompt_keeps_its_start() -> None:
+    # Every prompt's start is what an LLM's prefix cache reuses: sliding the window by one
+    # turn each time would make it re-read the whole history at every turn.
+    memory = ConversationMemory("Be brief.", budget_tokens=400, reply_tokens=20, count_tokens=words)
+    firsts, sizes = [], []
+    for i in range(60):
+        prompt = memory.prompt(f"question {i}")
+        firsts.append(prompt[1].content if len(prompt) > 2 else None)
+        sizes.append(sum(words(m.content) + 6 for m in prompt))
+        memory.record(f"question {i} " + "word " * 5, f"answer {i} " + "word " * 5)
+    assert max(sizes) <= 400 - 20
+    cuts = sum(1 for a, b in itertools.pairwise(firsts) if a is not None and a != b)
+    assert 2 <= cuts <= 60 // 5  # a cut every several turns, not one per turn
+    assert firsts[-1] is not None  # history is still there after the cuts
 
 
 def test_an_interrupted_answer_is_remembered_as_such() -> None:

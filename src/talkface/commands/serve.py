@@ -14,6 +14,7 @@ from talkface.commands._common import out_console
 from talkface.config import Settings, load_settings
 from talkface.errors import ConfigError
 from talkface.faq.base import load_faq_file
+from talkface.runtime import limit_malloc_arenas
 
 _KEYS_ENV = "TALKFACE_API_KEYS"
 _SECRET_ENV = "TALKFACE_TOKEN_SECRET"
@@ -76,6 +77,7 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
     except ValueError as exc:
         raise ConfigError(f"{_KEYS_ENV}: {exc}") from None
     # Workers must agree on keys and on the token secret: pass both down.
+    limit_malloc_arenas()  # before any model thread starts
     secret = secrets.token_bytes(32)
     os.environ[_KEYS_ENV] = ",".join(keys)
     os.environ[_SECRET_ENV] = secret.hex()

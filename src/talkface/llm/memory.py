@@ -19,6 +19,13 @@ INTERRUPTED_MARK = " [interrupted by the user]"
 MESSAGE_OVERHEAD_TOKENS = 6
 """Tokens a chat template wraps each message in (ChatML: ``<|im_start|>``, the role, a
 newline, ``<|im_end|>``, a newline: 5; one more for templates that say more)."""
+KEEP_AFTER_CUT = 0.5
+"""When the history no longer fits, it is cut to this share of the room (keeping at least
+the newest turn), not just to fit: the prompt then starts the same way for many turns,
+and an LLM that keeps its evaluated prefix (llama.cpp) reads the history again once per
+cut instead of at every turn. A soak found the difference: with the window sliding by one
+turn each time, every turn re-read ~4000 tokens (seconds on 2 cores) and the LLM's queue
+grew without end once four sessions' histories were full."""
 PROMPT_MARGIN_TOKENS = 48
 """Kept free besides: the template's opening of the reply, the language hint added to the
 system prompt, and tokens that merge differently across message boundaries."""
@@ -62,6 +69,8 @@ class ConversationMemory:
         self.reply_tokens = reply_tokens
         self._count = count_tokens
         self._turns: list[Turn] = []
+        self._costs: list[int] = []  # tokens each turn takes in a prompt
+        self._first_kept = 0  # the oldest turn prompts include (moves only forward)
         self._system_tokens = count_tokens(persona) + MESSAGE_OVERHEAD_TOKENS
 
     @property
@@ -71,13 +80,16 @@ class ConversationMemory:
 
     def record(self, user: str, assistant: str, *, interrupted: bool = False) -> None:
         """Remember a finished (or interrupted) exchange."""
-        self._turns.append(Turn(user=user, assistant=assistant, interrupted=interrupted))
+        turn = Turn(user=user, assistant=assistant, interrupted=interrupted)
+        self._turns.append(turn)
+        self._costs.append(self._cost(turn))
 
     def amend_last(self, assistant: str, *, interrupted: bool) -> None:
         """Correct the last answer (the user cut it off while it was still playing)."""
         if self._turns:
             last = self._turns[-1]
             self._turns[-1] = Turn(user=last.user, assistant=assistant, interrupted=interrupted)
+            self._costs[-1] = self._cost(self._turns[-1])
 
     def prompt(self, user: str) -> tuple[ChatMessage, ...]:
         """The messages to send for the user's new message.
@@ -93,22 +105,35 @@ class ConversationMemory:
                 f"the message is about {needed} tokens; the model's context leaves room for "
                 f"{max(available, 0)}: shorten it"
             )
-        available -= needed
-        kept: list[Turn] = []
-        for turn in reversed(self._turns):
-            cost = (self._count(turn.user) + self._count(_spoken(turn))
-                    + 2 * MESSAGE_OVERHEAD_TOKENS)
-            if cost > available:
-                break
-            available -= cost
-            kept.append(turn)
+        kept = self._turns[self._kept_from(available - needed):]
         messages = [ChatMessage(role="system", content=self.persona)]
-        for turn in reversed(kept):
+        for turn in kept:
             messages.append(ChatMessage(role="user", content=turn.user))
             messages.append(ChatMessage(role="assistant", content=_spoken(turn)))
         messages.append(ChatMessage(role="user", content=user))
         return tuple(messages)
 
+    def _cost(self, turn: Turn) -> int:
+        """Tokens ``turn`` takes in a prompt."""
+        return (self._count(turn.user) + self._count(_spoken(turn))
+                + 2 * MESSAGE_OVERHEAD_TOKENS)
+
+    def _kept_from(self, room: int) -> int:
+        """Index of the oldest turn a prompt with ``room`` tokens of history keeps."""
+        first, costs = self._first_kept, self._costs
+        total = sum(costs[first:])
+        if total <= room:
+            return first
+        target = room * KEEP_AFTER_CUT
+        while first < len(costs) and (
+            total > room or (total > target and first < len(costs) - 1)
+        ):
+            total -= costs[first]
+            first += 1
+        self._first_kept = first
+        return first
+
 
 def _spoken(turn: Turn) -> str:
+    """What the avatar said in ``turn``, marked when the user cut it off."""
     return turn.assistant + INTERRUPTED_MARK if turn.interrupted else turn.assistant
