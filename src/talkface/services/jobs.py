@@ -325,14 +325,16 @@ class RenderQueue:
             kept = await asyncio.to_thread(
                 store.finish, job.id, self._worker_id, status="done", duration_s=video.duration_s
             )
-            await asyncio.to_thread(store.remove_files, job, keep_video=kept)
             if kept:
+                # Said and counted at once, with the job's status: the clean-up below
+                # awaits, and a queue stopped there must not lose either.
                 logger.info("event=render_done job=%s duration_s=%.2f cache=%s", job.id,
                             video.duration_s, video.cache or "none")
                 if self._quotas is not None:
                     self._quotas.rendered(job.owner, video.duration_s)
                 if self._observer is not None:
                     self._observer.render_ended("done", video.trace)
+            await asyncio.to_thread(store.remove_files, job, keep_video=kept)
             return
         if isinstance(error, TalkfaceError):
             code, message = error.code, str(error)
