@@ -19,7 +19,8 @@ word of its :attr:`~FakeASR.text` per :attr:`~FakeASR.seconds_per_word` of loud 
 from __future__ import annotations
 
 import threading
-from typing import Self
+from collections.abc import Callable
+from typing import Any, Self
 
 import numpy as np
 
@@ -300,3 +301,23 @@ class FakeASR(ASRBackend):
             )
             for request in requests
         ]
+
+
+def register_fakes(setitem: Callable[[Any, str, Any], None]) -> None:
+    """Register every fake under the backend name ``"fake"`` in its stage's registry.
+
+    Pass ``monkeypatch.setitem``, so the registries are restored after the test; then
+    name ``"fake"`` in the settings of the stages the test fakes.
+    """
+    from talkface.asr.registry import ASR_BACKENDS
+    from talkface.face.registry import ANIMATOR_BACKENDS
+    from talkface.llm.registry import LLM_BACKENDS
+    from talkface.registry import BackendEntry
+    from talkface.tts.registry import TTS_BACKENDS
+    from talkface.vad.registry import VAD_BACKENDS
+
+    for table, kind in ((VAD_BACKENDS, "FakeVAD"), (ASR_BACKENDS, "FakeASR"),
+                        (LLM_BACKENDS, "FakeLLM"), (TTS_BACKENDS, "FakeTTS"),
+                        (ANIMATOR_BACKENDS, "FakeAnimator")):
+        setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
+

@@ -14,13 +14,14 @@ import pytest
 from talkface.cache import open_caches
 from talkface.cache.warm import WarmOptions, warm_phrases
 from talkface.config import load_settings
-from talkface.face.registry import ANIMATOR_BACKENDS
 from talkface.messages import EndOfTurn, Message, SpeechAudio, VideoFrame
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
 from talkface.session import Session, SessionOptions
-from talkface.testing import FakeAnimator, FakeTTS
-from talkface.tts.registry import TTS_BACKENDS
+from talkface.testing import (
+    FakeAnimator,
+    FakeTTS,
+    register_fakes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -29,10 +30,7 @@ PHRASE = "Hello there! How can I help you today?"
 
 @pytest.fixture(autouse=True)
 def _fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TTS_BACKENDS, "fake", BackendEntry("talkface.testing:FakeTTS", "test", ""))
-    monkeypatch.setitem(
-        ANIMATOR_BACKENDS, "fake", BackendEntry("talkface.testing:FakeAnimator", "test", "")
-    )
+    register_fakes(monkeypatch.setitem)
 
 
 def runtime_for(cache_dir: Path, *, enabled: bool = True) -> Runtime:

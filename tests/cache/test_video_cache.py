@@ -15,11 +15,12 @@ import pytest
 from talkface.cache.warm import WarmOptions, warm_phrases
 from talkface.commands.say import SayOptions, SayResult, say_to_file
 from talkface.config import load_settings
-from talkface.face.registry import ANIMATOR_BACKENDS
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
-from talkface.testing import FakeAnimator, FakeTTS
-from talkface.tts.registry import TTS_BACKENDS
+from talkface.testing import (
+    FakeAnimator,
+    FakeTTS,
+    register_fakes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -28,10 +29,7 @@ PHRASE = "Hello there! How can I help you today?"
 
 @pytest.fixture(autouse=True)
 def _fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TTS_BACKENDS, "fake", BackendEntry("talkface.testing:FakeTTS", "test", ""))
-    monkeypatch.setitem(
-        ANIMATOR_BACKENDS, "fake", BackendEntry("talkface.testing:FakeAnimator", "test", "")
-    )
+    register_fakes(monkeypatch.setitem)
 
 
 def runtime_for(cache_dir: Path, *, enabled: bool = True, **sections: dict[str, object]

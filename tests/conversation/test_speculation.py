@@ -16,14 +16,11 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
-from talkface.asr.registry import ASR_BACKENDS
 from talkface.audio import float32_to_pcm16
 from talkface.clock import ManualClock
 from talkface.config import load_settings
 from talkface.conversation import Conversation, ConversationOptions
-from talkface.face.registry import ANIMATOR_BACKENDS
 from talkface.llm.memory import INTERRUPTED_MARK
-from talkface.llm.registry import LLM_BACKENDS
 from talkface.messages import (
     NS_PER_S,
     AudioChunk,
@@ -33,10 +30,8 @@ from talkface.messages import (
     SpeechAudio,
     Transcript,
 )
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
-from talkface.tts.registry import TTS_BACKENDS
-from talkface.vad.registry import VAD_BACKENDS
+from talkface.testing import register_fakes
 
 pytestmark = pytest.mark.unit
 
@@ -48,10 +43,7 @@ REPLY = "First sentence here. Then a second one follows. And a third ends it."
 
 @pytest.fixture
 async def runtime(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runtime]:
-    fakes = ((VAD_BACKENDS, "FakeVAD"), (ASR_BACKENDS, "FakeASR"), (LLM_BACKENDS, "FakeLLM"),
-             (TTS_BACKENDS, "FakeTTS"), (ANIMATOR_BACKENDS, "FakeAnimator"))
-    for table, kind in fakes:
-        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
+    register_fakes(monkeypatch.setitem)
     settings = load_settings(vad={"backend": "fake"}, asr={"backend": "fake"},
                              llm={"backend": "fake"}, tts={"voice_en": "fake"},
                              animator={"backend": "fake", "size_px": 128})

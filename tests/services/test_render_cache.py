@@ -16,14 +16,15 @@ from talkface.cache import CLIP_HIT_MARK
 from talkface.cache.warm import WarmOptions, warm_phrases
 from talkface.config import Settings, load_settings
 from talkface.engines import ModelThread
-from talkface.face.registry import ANIMATOR_BACKENDS
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
 from talkface.services.jobs import RenderQueue
 from talkface.services.render import RenderedVideo, RenderSpec, render_job
 from talkface.services.store import Store
-from talkface.testing import FakeAnimator, FakeTTS
-from talkface.tts.registry import TTS_BACKENDS
+from talkface.testing import (
+    FakeAnimator,
+    FakeTTS,
+    register_fakes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -32,10 +33,7 @@ PHRASE = "Thank you for waiting. It will not be long."
 
 @pytest.fixture(autouse=True)
 def _fakes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(TTS_BACKENDS, "fake", BackendEntry("talkface.testing:FakeTTS", "test", ""))
-    monkeypatch.setitem(
-        ANIMATOR_BACKENDS, "fake", BackendEntry("talkface.testing:FakeAnimator", "test", "")
-    )
+    register_fakes(monkeypatch.setitem)
 
 
 def settings_for(cache_dir: Path, *, enabled: bool = True) -> Settings:
