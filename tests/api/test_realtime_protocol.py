@@ -166,6 +166,10 @@ class Harness:
 
 async def run_media(harness: Harness, body: Callable[[], Any]) -> None:
     await harness.media.prepare()
+    # A player starts the stream's clock when it starts streaming, before any turn: a
+    # clock first read after a turn was placed put the turn before sample 0 (a loaded
+    # machine made that "negative dimensions" in CI).
+    harness.media.start_clock()
     task = asyncio.create_task(harness.media.run())
     try:
         await body()

@@ -144,3 +144,64 @@ async def test_a_conversation_longer_than_the_context_keeps_answering() -> None:
     deltas, stats = await generate(small, messages, max_tokens=reply_tokens)
     assert deltas and stats.finish_reason in ("stop", "length")
     assert stats.prompt_tokens + reply_tokens <= context_tokens
+
+
+def odd_text(rng, length: int) -> str:
+    """Text a fuzzer might send: ASCII, accents, CJK and astral characters mixed."""
+    ranges = ((32, 126), (0x80, 0x2FF), (0x4E00, 0x9FFF), (0x10000, 0x10FFFF))
+    return "".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(length))
+
+
+async def test_a_prompt_is_counted_as_llama_cpp_evaluates_it(llm: LlamaCppLLM) -> None:
+    """The count that fits a request to the context is the model's own chat template,
+    tokenised: a fuzzer found requests whose per-message estimate fell 30 tokens short
+    (the template's default system prompt, odd characters), which overflowed the context."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(6):
+        messages = tuple(
+            ChatMessage(role=rng.choice(("user", "assistant", "system")),
+                        content=odd_text(rng, rng.randint(0, 60)))
+            for _ in range(rng.randint(1, 5))
+        )
+        _, stats = await generate(llm, messages, max_tokens=1)
+        assert llm.count_prompt_tokens(messages) == stats.prompt_tokens
+
+
+async def test_a_reply_that_runs_into_the_end_of_the_context_ends_cleanly() -> None:
+    """A reply that never stops by itself ends at the context's end, "length", even in
+    text made of multi-byte characters (llama-cpp-python skips its length check inside a
+    UTF-8 character: the API fuzz test in CI found "failed to find a memory slot")."""
+    import functools
+
+    from talkface.api.schemas import ChatCompletionRequest
+    from talkface.config import load_settings
+    from talkface.services.chat import plan_chat
+
+    settings = load_settings(llm={"context_tokens": 256})
+    small = LlamaCppLLM.load(settings.llm)
+    llama = small._llama
+    end_tokens = {llama.token_eos(), *llama.tokenize(b"<|im_end|><|endoftext|>", add_bos=False,
+                                                      special=True)}
+    # The worst case, forced on the real model: it may never end its reply by itself.
+    llama.create_chat_completion = functools.partial(
+        llama.create_chat_completion, logit_bias={t: -100.0 for t in end_tokens})
+    for request in (
+        "请用中文写一篇很长的文章，介绍中国的历史、文化、饮食、城市和风景，不要重复。",
+        "Write a long story about a dragon, using many emoji like 🐉🔥🏰👑 in every sentence. ",
+    ):
+        # Asked at length, so the reply has some 30 tokens left before the context ends.
+        question = request
+        while small.count_tokens(question + request) < 256 - 60:
+            question += request
+        body = ChatCompletionRequest.model_validate({
+            "model": "talkface", "max_tokens": 5000,
+            "messages": [{"role": "user", "content": question}],
+        })
+        plan = plan_chat(body, small, settings)
+        deltas, stats = await generate(small, plan.messages, max_tokens=plan.max_tokens,
+                                       temperature=0.0)
+        assert stats.finish_reason == "length", stats
+        assert stats.prompt_tokens + stats.completion_tokens <= 256
+        assert deltas

@@ -215,6 +215,9 @@ class _User:
         self.session = SessionResult()
         self._events: asyncio.Queue[dict[str, object]] = asyncio.Queue()
         self._speaking = False
+        self._finished_turn_id = -1
+        """The newest turn this user is done with (answered or given up on): late events
+        of such a turn belong to no question asked now."""
         self._last_pts_us: int | None = None
         self._frame_us = 40_000
 
@@ -294,12 +297,24 @@ class _User:
             await asyncio.sleep(self._options.think_s)
 
     async def _collect_turn(self, result: TurnResult, speech_end: float) -> None:
+        """The events of the turn the question just asked starts, until its end.
+
+        A turn given up on (no answer within 60 s) may still end later, interrupted by the
+        next question: its events are skipped by turn id, or every later question would be
+        paired with the previous turn's end (a soak once reported thousands of empty
+        transcripts that way)."""
         speaking_since: float | None = None
+        newest_turn_id = self._finished_turn_id
         try:
             async with asyncio.timeout(60.0):
                 while True:
                     event = await self._events.get()
                     kind = event.get("type")
+                    turn_id = event.get("turn_id")
+                    if isinstance(turn_id, int):
+                        if turn_id <= self._finished_turn_id:
+                            continue
+                        newest_turn_id = max(newest_turn_id, turn_id)
                     if kind == "transcript" and event.get("final"):
                         result.transcript = str(event.get("text"))
                     elif kind == "speaking" and speaking_since is None:
@@ -312,11 +327,12 @@ class _User:
                             return
                     elif kind == "turn_end":
                         result.reply_chars = len(str(event.get("spoken_text", "")))
-                        await self._latency_of(result, event.get("turn_id"))
+                        await self._latency_of(result, turn_id)
                         return
         except TimeoutError:
             result.error = result.error or "no answer within 60 s"
         finally:
+            self._finished_turn_id = newest_turn_id
             if speaking_since is not None:
                 result.speaking_s = time.monotonic() - speaking_since
                 self.session.speaking_s += result.speaking_s

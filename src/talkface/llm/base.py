@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Self
 
@@ -23,6 +23,14 @@ from pydantic import Field
 
 from talkface.engines import BatchingOptions, BatchingSettings, StageSettings
 from talkface.errors import BackendError, TalkfaceError
+
+MESSAGE_TEMPLATE_TOKENS = 6
+"""Tokens a chat template wraps each message in (ChatML: ``<|im_start|>``, the role, a
+newline, ``<|im_end|>``, a newline: 5; one more for templates that say more)."""
+PROMPT_TEMPLATE_MARGIN_TOKENS = 48
+"""Kept free besides, where a prompt is estimated message by message: the template's
+opening of the reply, a default system prompt some templates add, the language hint added
+to the system prompt, and tokens that merge differently across message boundaries."""
 
 DEFAULT_PERSONA = (
     "You are Ava, a friendly assistant shown as a talking face. Everything you write is "
@@ -211,6 +219,17 @@ class LLMBackend(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model's vocabulary (an estimate for servers)."""
 
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens the prompt of ``messages`` takes, chat template included, with the
+        template's opening of the reply; the reply gets what is left of the context.
+
+        This estimate counts each message and what a template wraps it in, plus a margin
+        for a template's own additions (a default system prompt); a backend that knows its
+        template counts exactly."""
+        return PROMPT_TEMPLATE_MARGIN_TOKENS + sum(
+            self.count_tokens(m.content) + MESSAGE_TEMPLATE_TOKENS for m in messages
+        )
+
     def saved_state_bytes(self) -> int:
         """Bytes of other conversations' KV caches kept in this process's memory (a
         bounded cache: ``conversation_cache_mb``); 0 for models that keep none here."""
@@ -229,16 +248,19 @@ class LLMBackend(ABC):
                 request.stream.close()
             raise
         except Exception as exc:
-            error = (
-                exc
-                if isinstance(exc, TalkfaceError)
-                else BackendError(
-                    f"the {self.name} LLM failed: {type(exc).__name__}: {exc}", retryable=False
-                )
-            )
+            error = self.failure(exc)
             for request in requests:
                 request.stream.close(error)
             return [GenerationStats(finish_reason="error") for _ in requests]
+
+    def failure(self, exc: Exception) -> TalkfaceError:
+        """``exc`` as the error a generation's reader gets: talkface's own errors as they
+        are, anything else as a :class:`BackendError` naming this backend."""
+        if isinstance(exc, TalkfaceError):
+            return exc
+        return BackendError(
+            f"the {self.name} LLM failed: {type(exc).__name__}: {exc}", retryable=False
+        )
 
     @abstractmethod
     async def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:

@@ -19,10 +19,11 @@ half sentence at the end), and llama.cpp's repeat penalty
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self
 
 from talkface.engines import ModelThread
-from talkface.errors import BackendUnavailable
+from talkface.errors import BackendUnavailable, BadInput
 from talkface.llm import _llama_internals as internals
 from talkface.llm._kv_states import (
     ConversationStates,
@@ -32,6 +33,7 @@ from talkface.llm._kv_states import (
     shared_messages,
 )
 from talkface.llm.base import (
+    ChatMessage,
     GenerationRequest,
     GenerationStats,
     LLMBackend,
@@ -44,6 +46,11 @@ from talkface.llm.models import model_path
 __all__ = ["LlamaCppLLM", "model_path"]
 
 logger = logging.getLogger(__name__)
+
+UTF8_OVERRUN_TOKENS = 4
+"""Tokens a reply may run past ``max_tokens``: llama-cpp-python (0.3.36) skips its length
+check while a token ends inside a UTF-8 character (up to 3 byte tokens), and a reply that
+ran into the end of the context failed with "failed to find a memory slot". Left free."""
 
 class LlamaCppLLM(LLMBackend):
     """A GGUF chat model in llama.cpp, one generation at a time, in its own thread."""
@@ -58,6 +65,7 @@ class LlamaCppLLM(LLMBackend):
         self._held: Messages = ()
         """The conversation (prompt and reply) llama.cpp's KV cache holds now."""
         self._saved = ConversationStates(settings.conversation_cache_mb * 1_000_000)
+        self._render_prompt = _template_renderer(llama)
 
     @classmethod
     def load(cls, settings: LLMSettings) -> Self:
@@ -96,6 +104,14 @@ class LlamaCppLLM(LLMBackend):
         """Tokens ``text`` takes in this model's tokenizer (special tokens parsed, no BOS)."""
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens of the prompt llama.cpp will evaluate for ``messages``: rendered by the
+        model's own chat template, exactly (estimated when the model has none)."""
+        if self._render_prompt is None:
+            return super().count_prompt_tokens(messages)
+        prompt = self._render_prompt([{"role": m.role, "content": m.content} for m in messages])
+        return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
     def saved_state_bytes(self) -> int:
         """Bytes of the saved conversations' KV states (at most ``conversation_cache_mb``)."""
         return self._saved.size_bytes
@@ -109,7 +125,8 @@ class LlamaCppLLM(LLMBackend):
             try:
                 stats.append(self._generate(request))
             except Exception as exc:
-                request.stream.close(exc)
+                logger.exception("a generation failed")
+                request.stream.close(self.failure(exc))
                 stats.append(GenerationStats(finish_reason="error"))
             else:
                 request.stream.close()
@@ -122,34 +139,25 @@ class LlamaCppLLM(LLMBackend):
         self._switch_to(messages)
         self._held = ()  # unknown until this generation ends well
         previous = internals.evaluated_tokens(self._llama)  # what llama.cpp holds now
+        prompt_tokens = self.count_prompt_tokens(request.messages)
+        room = self._llama.n_ctx() - prompt_tokens - UTF8_OVERRUN_TOKENS
+        if room < 1:
+            raise BadInput(
+                f"the prompt is {prompt_tokens} tokens; the model's context holds "
+                f"{self._llama.n_ctx()} (prompt and reply together): send less"
+            )
         chunks = self._llama.create_chat_completion(
             [{"role": m.role, "content": m.content} for m in request.messages],
             stream=True,
-            max_tokens=request.max_tokens,
+            max_tokens=min(request.max_tokens, room),
             temperature=request.temperature,
             repeat_penalty=self.settings.repeat_penalty,
         )
-        completion = 0
-        finish = "stop"
         guard = ReplyGuard()
-        for chunk in chunks:
-            if request.stream.cancelled:
-                finish = "cancelled"
-                break
-            choice = chunk["choices"][0]
-            text = choice["delta"].get("content")
-            if text:
-                completion += 1
-                if out := guard.feed(text):
-                    request.stream.put(out)
-                if guard.stop_reason is not None:
-                    break
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
+        completion, finish = self._read_reply(chunks, request, guard)
         rest, finish = guard.finish(finish)
         if rest:
             request.stream.put(rest)
-        prompt_tokens = max(0, internals.evaluated_count(self._llama) - completion)
         reused = common_prefix_length(
             previous, internals.evaluated_tokens(self._llama, prompt_tokens)
         )
@@ -162,6 +170,35 @@ class LlamaCppLLM(LLMBackend):
             completion_tokens=completion,
             finish_reason=finish,
         )
+
+    def _read_reply(
+        self, chunks: Iterator[Any], request: GenerationRequest, guard: ReplyGuard
+    ) -> tuple[int, str]:
+        """Hand the reply's text on through ``guard``; its count of text chunks and how
+        it finished."""
+        completion = 0
+        finish = "stop"
+        try:
+            for chunk in chunks:
+                if request.stream.cancelled:
+                    return completion, "cancelled"
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content")
+                if text:
+                    completion += 1
+                    if out := guard.feed(text):
+                        request.stream.put(out)
+                    if guard.stop_reason is not None:
+                        break
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        except RuntimeError:
+            # The margin (UTF8_OVERRUN_TOKENS) makes this rare; a reply that still ran
+            # into the end of the context ends there, as if it had reached max_tokens.
+            if internals.evaluated_count(self._llama) < self._llama.n_ctx() - 1:
+                raise
+            finish = "length"
+        return completion, finish
 
     def _switch_to(self, messages: Messages) -> None:
         """Put the saved state that best starts ``messages`` into llama.cpp's KV cache,
@@ -190,3 +227,23 @@ class LlamaCppLLM(LLMBackend):
         """Release the model thread."""
         self._thread.shutdown()
 
+
+def _template_renderer(llama: Any) -> Callable[[list[dict[str, str]]], str] | None:
+    """The prompt text llama-cpp-python makes of a chat, when it formats chats with the
+    GGUF's own template (as it does for the packaged models); None otherwise."""
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template is None or llama.chat_format != "chat_template.default":
+        return None
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token_text(token_id: int) -> str:
+        if token_id < 0:
+            return ""
+        return llama.detokenize([token_id], special=True).decode("utf-8", errors="replace")
+
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=token_text(llama.token_eos()),
+        bos_token=token_text(llama.token_bos()),
+    )
+    return lambda messages: formatter(messages=messages).prompt

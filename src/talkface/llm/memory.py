@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from talkface.errors import BadInput
-from talkface.llm.base import ChatMessage
+from talkface.llm.base import (
+    MESSAGE_TEMPLATE_TOKENS,
+    PROMPT_TEMPLATE_MARGIN_TOKENS,
+    ChatMessage,
+)
 
 INTERRUPTED_MARK = " [interrupted by the user]"
 
-MESSAGE_OVERHEAD_TOKENS = 6
-"""Tokens a chat template wraps each message in (ChatML: ``<|im_start|>``, the role, a
-newline, ``<|im_end|>``, a newline: 5; one more for templates that say more)."""
 KEEP_AFTER_CUT = 0.5
 """When the history no longer fits, it is cut to this share of the room (keeping at least
 the newest turn), not just to fit: the prompt then starts the same way for many turns,
@@ -26,9 +27,6 @@ and an LLM that keeps its evaluated prefix (llama.cpp) reads the history again o
 cut instead of at every turn. A soak found the difference: with the window sliding by one
 turn each time, every turn re-read ~4000 tokens (seconds on 2 cores) and the LLM's queue
 grew without end once four sessions' histories were full."""
-PROMPT_MARGIN_TOKENS = 48
-"""Kept free besides: the template's opening of the reply, the language hint added to the
-system prompt, and tokens that merge differently across message boundaries."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +69,7 @@ class ConversationMemory:
         self._turns: list[Turn] = []
         self._costs: list[int] = []  # tokens each turn takes in a prompt
         self._first_kept = 0  # the oldest turn prompts include (moves only forward)
-        self._system_tokens = count_tokens(persona) + MESSAGE_OVERHEAD_TOKENS
+        self._system_tokens = count_tokens(persona) + MESSAGE_TEMPLATE_TOKENS
 
     @property
     def turns(self) -> tuple[Turn, ...]:
@@ -98,8 +96,8 @@ class ConversationMemory:
             BadInput: the message alone does not fit in the model's context.
         """
         available = (self.budget_tokens - self.reply_tokens - self._system_tokens
-                     - PROMPT_MARGIN_TOKENS)
-        needed = self._count(user) + MESSAGE_OVERHEAD_TOKENS
+                     - PROMPT_TEMPLATE_MARGIN_TOKENS)
+        needed = self._count(user) + MESSAGE_TEMPLATE_TOKENS
         if needed > available:
             raise BadInput(
                 f"the message is about {needed} tokens; the model's context leaves room for "
@@ -116,7 +114,7 @@ class ConversationMemory:
     def _cost(self, turn: Turn) -> int:
         """Tokens ``turn`` takes in a prompt."""
         return (self._count(turn.user) + self._count(_spoken(turn))
-                + 2 * MESSAGE_OVERHEAD_TOKENS)
+                + 2 * MESSAGE_TEMPLATE_TOKENS)
 
     def _kept_from(self, room: int) -> int:
         """Index of the oldest turn a prompt with ``room`` tokens of history keeps."""

@@ -28,7 +28,6 @@ from talkface.llm.base import (
 
 DEFAULT_MAX_TOKENS = 512
 """Reply length when the client sets none (OpenAI's is "the rest of the context")."""
-_TOKENS_PER_MESSAGE = 4  # chat-template tokens around each message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +69,7 @@ def plan_chat(body: ChatCompletionRequest, backend: LLMBackend, settings: Settin
     if len(stops) > 4:
         raise BadInput("stop: at most 4 stop sequences")
     context = settings.llm.context_tokens
-    prompt_tokens = sum(backend.count_tokens(m.content) + _TOKENS_PER_MESSAGE for m in messages)
+    prompt_tokens = backend.count_prompt_tokens(messages)
     room = context - prompt_tokens
     if room < 1:
         raise BadInput(

@@ -1,0 +1,44 @@
+"""The load client pairs each question with its own turn's events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from talkface.bench.load import LoadOptions, TurnResult, _User
+
+pytestmark = pytest.mark.unit
+
+
+def user() -> _User:
+    return _User(0, "http://127.0.0.1:1", "token", [], LoadOptions(), deadline=0.0,
+                 start_talking=asyncio.Event())
+
+
+async def collect(client: _User, *events: dict[str, object]) -> TurnResult:
+    for event in events:
+        client._events.put_nowait(event)
+    result = TurnResult(session=0, question="q", ttff_ms=None)
+    await client._collect_turn(result, speech_end=0.0)
+    return result
+
+
+async def test_a_turn_given_up_on_does_not_end_the_next_question() -> None:
+    """The soak's four sessions once waited over 60 s for an answer; the late end of that
+    turn (interrupted by the next question) was then taken for the next question's end,
+    and every later turn was reported with an empty transcript."""
+    client = user()
+    first = await collect(client, {"type": "transcript", "final": True, "text": "one",
+                                   "turn_id": 1}, {"type": "error", "message": "x",
+                                                   "code": "no_speech", "turn_id": 1})
+    assert first.transcript == "one"
+    second = await collect(
+        client,
+        {"type": "turn_end", "turn_id": 1, "interrupted": True, "spoken_text": ""},
+        {"type": "transcript", "final": True, "text": "two", "turn_id": 2},
+        {"type": "turn_end", "turn_id": 2, "spoken_text": "an answer"},
+        {"type": "latency", "turn_id": 2, "stages_ms": {"first_video_frame": 800.0}},
+    )
+    assert (second.transcript, second.reply_chars) == ("two", len("an answer"))
+    assert second.server_latency_ms == {"first_video_frame": 800.0}
