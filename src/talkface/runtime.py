@@ -9,16 +9,14 @@ still loading waits for the same load.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
+from talkface import process_memory
 from talkface.asr.base import ASRBackend, ASRRequest
 from talkface.asr.registry import ASR_BACKENDS
 from talkface.config import Settings, load_settings
@@ -253,7 +251,7 @@ class Runtime:
         await self.default_avatar()
         for voice in voices:
             await self.tts_engine(voice)
-        freeze_loaded_objects()
+        process_memory.freeze_loaded_objects()
 
     def deployment_replicas(self) -> dict[str, int]:
         """Running replicas per stage deployment (empty: engines run in this process)."""
@@ -278,36 +276,6 @@ class Runtime:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def freeze_loaded_objects() -> None:
-    """Move every object alive now (the loaded models' Python objects, hundreds of
-    thousands, kept for the life of the process) out of the garbage collector's reach.
-
-    Otherwise each full collection walks them all again: tens of milliseconds with the
-    event loop stopped, at moments nobody chooses. Call once the models have loaded.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas for a long-running process (and the workers it spawns).
-
-    Every thread that allocates gets an arena of its own, up to 8 per core, and an arena
-    keeps what was freed in it: a server whose model, encoder and worker threads pass
-    frame-sized arrays around grows by a 64 MB arena at a time for an hour (a soak saw a
-    dozen of them, ~700 MB). ``MALLOC_ARENA_MAX`` set beforehand wins. No-op off glibc.
-    """
-    os.environ.setdefault("MALLOC_ARENA_MAX", str(arenas))  # for spawned workers
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_ARENA_MAX, int(os.environ["MALLOC_ARENA_MAX"]))
-    except (OSError, AttributeError, ValueError):
-        logger.debug("malloc arenas not capped (not glibc)")
 
 
 def create_runtime(settings: Settings, *, observers: tuple[BatchObserver, ...] = ()) -> Runtime:

@@ -27,6 +27,7 @@ from talkface.api.sessions import SessionRegistry
 from talkface.api.shutdown import DrainOnSignal
 from talkface.api.state import ServerState
 from talkface.config import Settings
+from talkface.process_memory import release_freed_memory_every
 from talkface.runtime import Runtime, create_runtime
 
 
@@ -58,9 +59,14 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None,
         state.warm_up_task = asyncio.create_task(state.warm_up(), name="warm-up")
         drain = DrainOnSignal(lambda: state.sessions.drain(server.shutdown_grace_s))
         drain.install()
+        trimming = (asyncio.create_task(release_freed_memory_every(server.memory_trim_interval_s),
+                                        name="memory-trim")
+                    if server.memory_trim_interval_s > 0 else None)
         try:
             yield
         finally:
+            if trimming is not None:
+                trimming.cancel()
             await drain.aclose()
             await state.sessions.close_all(server.shutdown_grace_s)
             if not state.warm_up_task.done():

@@ -88,6 +88,8 @@ class ServerSettings(BaseModel):
         public_docs: serve the interactive API docs (``/docs``, ``/redoc``) and
             ``/openapi.json`` to anyone; off by default (they map the whole API).
         quotas: daily quotas per API key (live minutes, video minutes, LLM tokens).
+        memory_trim_interval_s: how often the server hands memory freed by malloc back
+            to the system (:mod:`talkface.process_memory`); 0: never.
         idle_clip: the shared looping listening face of silent live sessions.
     """
 
@@ -101,6 +103,7 @@ class ServerSettings(BaseModel):
     data_dir: Path | None = None
     shutdown_grace_s: float = Field(10.0, ge=0)
     public_docs: bool = False
+    memory_trim_interval_s: float = Field(30.0, ge=0)
     login_limit: LoginLimitSettings = Field(default_factory=LoginLimitSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     limits: ServerLimitSettings = Field(default_factory=ServerLimitSettings)

@@ -11,7 +11,8 @@ from talkface.api.auth import Authenticator
 from talkface.api.sessions import SessionRegistry
 from talkface.config import Settings
 from talkface.faq.service import load_faq
-from talkface.runtime import Runtime, freeze_loaded_objects
+from talkface.process_memory import freeze_loaded_objects
+from talkface.runtime import Runtime
 
 if TYPE_CHECKING:
     from talkface.services.quotas import QuotaLedger

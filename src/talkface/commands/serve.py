@@ -14,7 +14,7 @@ from talkface.commands._common import out_console
 from talkface.config import Settings, load_settings
 from talkface.errors import ConfigError
 from talkface.faq.base import load_faq_file
-from talkface.runtime import limit_malloc_arenas
+from talkface.process_memory import limit_malloc_arenas
 
 _KEYS_ENV = "TALKFACE_API_KEYS"
 _SECRET_ENV = "TALKFACE_TOKEN_SECRET"

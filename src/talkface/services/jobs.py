@@ -19,10 +19,10 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from talkface.config import Settings
 from talkface.engines import ModelThread, offline_work
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from talkface.services.quotas import QuotaLedger
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RENDERS_AT_ONCE = 1
 """Jobs rendered at the same time by one server process (the rest of the box is for the
@@ -322,18 +323,9 @@ class RenderQueue:
                  else task.exception())
         if error is None:
             video = task.result()
-            kept = await asyncio.to_thread(
-                store.finish, job.id, self._worker_id, status="done", duration_s=video.duration_s
-            )
-            if kept:
-                # Said and counted at once, with the job's status: the clean-up below
-                # awaits, and a queue stopped there must not lose either.
-                logger.info("event=render_done job=%s duration_s=%.2f cache=%s", job.id,
-                            video.duration_s, video.cache or "none")
-                if self._quotas is not None:
-                    self._quotas.rendered(job.owner, video.duration_s)
-                if self._observer is not None:
-                    self._observer.render_ended("done", video.trace)
+            # The status, the log line and the count go together, even when the queue is
+            # stopped meanwhile: a reader may see "done" the moment the status is stored.
+            kept = await _to_the_end(self._record_done(job, video))
             await asyncio.to_thread(store.remove_files, job, keep_video=kept)
             return
         if isinstance(error, TalkfaceError):
@@ -342,9 +334,27 @@ class RenderQueue:
             logger.error("event=render_error job=%s", job.id, exc_info=error)
             code = "internal"
             message = f"internal error ({type(error).__name__}); it was logged, please report it"
-        recorded = await asyncio.to_thread(store.finish, job.id, self._worker_id, status="failed",
-                                           error_code=code, error_message=message)
+        await _to_the_end(self._record_failed(job, code, message))
         await asyncio.to_thread(store.remove_files, job)
+
+    async def _record_done(self, job: JobRecord, video: RenderedVideo) -> bool:
+        """Store that ``job`` is done, say it and count it; False when it was cancelled
+        meanwhile (its video is then not kept)."""
+        kept = await asyncio.to_thread(self.store.finish, job.id, self._worker_id,
+                                       status="done", duration_s=video.duration_s)
+        if kept:
+            logger.info("event=render_done job=%s duration_s=%.2f cache=%s", job.id,
+                        video.duration_s, video.cache or "none")
+            if self._quotas is not None:
+                self._quotas.rendered(job.owner, video.duration_s)
+            if self._observer is not None:
+                self._observer.render_ended("done", video.trace)
+        return kept
+
+    async def _record_failed(self, job: JobRecord, code: str, message: str) -> None:
+        recorded = await asyncio.to_thread(self.store.finish, job.id, self._worker_id,
+                                           status="failed", error_code=code,
+                                           error_message=message)
         if recorded:  # else it was cancelled while it failed: that is how it ended
             self._count("failed")
             logger.info("event=render_failed job=%s code=%s", job.id, code)
@@ -352,6 +362,17 @@ class RenderQueue:
     def _count(self, status: str) -> None:
         if self._observer is not None:
             self._observer.render_ended(status, None)
+
+
+async def _to_the_end(step: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``step`` to its end even if the caller is cancelled meanwhile (the caller's
+    cancellation then goes on once ``step`` is done)."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
 
 
 def new_job_id() -> str:
