@@ -7,9 +7,12 @@ animator's); the real animator and server are in ``test_idle_clip_live.py``.
 from __future__ import annotations
 
 import asyncio
+import functools
+import io
 import itertools
 import math
 
+import av
 import numpy as np
 import pytest
 
@@ -24,8 +27,10 @@ from talkface.api.realtime.idle_clip import (
     loop_frames,
 )
 from talkface.api.realtime.media import FADE_FRAMES, AvatarMedia
+from talkface.api.realtime.outgoing import FMP4Stream, encode_fmp4_loop
 from talkface.errors import BackendError
 from talkface.messages import EndOfTurn, Message, SpeechAudio, VideoFrame
+from talkface.output.mp4 import EncodedVideo, OutputSettings
 
 from .test_realtime_protocol import FPS, FRAME_NS, FakeConversation, Harness, run_media, tone
 
@@ -127,7 +132,10 @@ def clip_harness(output: str = "jpeg") -> tuple[Harness, IdleClipCache]:
     source = IdleClipSource(cache=cache, output=output, size_px=SIZE, phase_frames=7,
                             avatar_id=avatar_id,
                             encode_jpeg=(lambda image: image.tobytes()[:16])
-                            if output == "jpeg" else None)
+                            if output == "jpeg" else None,
+                            encode_video=functools.partial(encode_fmp4_loop, size_px=SIZE,
+                                                           settings=OutputSettings())
+                            if output == "fmp4" else None)
     harness.media = AvatarMedia(harness.conversation, fps=FPS,  # type: ignore[arg-type]
                                 on_message=harness._on_message,
                                 on_first_output=harness.started.append, idle_clip=source)
@@ -138,8 +146,8 @@ async def wait_for_clip(cache: IdleClipCache) -> IdleClip:
     async with asyncio.timeout(5):
         while len(cache) == 0:
             await asyncio.sleep(0.01)
-    clip = cache.peek(("portrait", SIZE, FPS, "jpeg")) or cache.peek(
-        ("portrait", SIZE, FPS, "webrtc"))
+    clip = next(c for c in (cache.peek(("portrait", SIZE, FPS, output))
+                            for output in ("jpeg", "webrtc", "fmp4")) if c is not None)
     assert clip is not None
     return clip
 
@@ -191,6 +199,50 @@ async def test_a_turn_after_idling_fades_in_plays_and_the_loop_resumes() -> None
         await asyncio.wait_for(harness.ended.wait(), 5)
 
     await run_media(harness, body)
+
+
+async def test_a_silent_fmp4_stream_carries_the_loop_encoded_once() -> None:
+    """The ``fmp4`` output encodes the loop once for all sessions: a silent stream takes
+    its frames as they are from the loop's next keyframe on, encodes a turn's frames
+    itself (from a keyframe), and goes back to the loop; all of it decodes as shown."""
+    harness, cache = clip_harness("fmp4")
+    media = harness.media
+    stream = FMP4Stream(fps=FPS, size_px=SIZE, settings=OutputSettings())
+    shown: list[np.ndarray] = []
+    chunks: list[bytes] = []
+
+    def send(tick: int, image: np.ndarray, loop: tuple[EncodedVideo, int] | None) -> None:
+        chunks.append(stream.encode(tick, image, b"", loop))
+        shown.append(image)
+
+    async def body() -> None:
+        clip = await wait_for_clip(cache)
+        assert clip.h264 is not None and len(clip.h264.frames) == len(clip)
+        start = media.start_clock()
+        for tick in range(60):  # silent: what the WebSocket's clock does
+            image = media.video_frame(start + tick * FRAME_NS)
+            at = media.idle_loop_frame(image)
+            send(tick, image, (at[0].h264, at[1]) if at is not None and at[0].h264 else None)
+        # Up to one fragment (0.5 s) is encoded before the loop's next keyframe.
+        assert stream.loop_frames >= 60 - FADE_FRAMES - round(0.5 * FPS) - 1
+        silent = stream.loop_frames
+        for tick in range(60, 75):  # a turn: frames the stream encodes itself
+            talking = swaying_face(tick).copy()  # (alike: no scene cut makes a keyframe)
+            talking[30:34, 20:28] = 90
+            send(tick, talking, None)
+        assert stream.loop_frames == silent
+        for tick in range(75, 110):  # the loop again, from its next keyframe
+            index = (tick + 7) % len(clip)
+            send(tick, clip.frames[index], (clip.h264, index))
+        assert stream.loop_frames >= silent + 35 - round(0.5 * FPS)
+
+    await run_media(harness, body)
+    chunks.append(stream.finish())
+    with av.open(io.BytesIO(b"".join(chunks))) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == len(shown)
+    worst = max(step(image, want) for image, want in zip(decoded, shown))
+    assert worst < 8  # mean absolute error per pixel: each frame is the one shown
 
 
 async def test_a_loop_is_built_from_one_stretch_of_idle_motion() -> None:

@@ -13,7 +13,7 @@ from talkface.audio import float32_to_pcm16
 from talkface.errors import BadInput
 from talkface.face.lipsync import decode_video
 from talkface.messages import SpeechAudio, VideoFrame
-from talkface.output.mp4 import MP4Writer
+from talkface.output.mp4 import MP4Writer, OutputSettings, encode_video_loop
 
 pytestmark = pytest.mark.integration
 FPS, SIZE = 25, 128
@@ -81,3 +81,50 @@ def test_bad_output_paths_are_refused_up_front(tmp_path: Path) -> None:
         MP4Writer(tmp_path, fps=FPS, size_px=SIZE)
     with pytest.raises(BadInput, match="does not exist"):
         MP4Writer(tmp_path / "nope" / "x.mp4", fps=FPS, size_px=SIZE)
+
+
+def moving(index: int, kind: int) -> np.ndarray:
+    """A picture that changes every frame (one family of them per ``kind``)."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    red = np.sin(xx / 9 + index / 4 + kind) * 100 + 128
+    green = (yy + 3 * index) % 256
+    blue = np.full_like(red, 60 + 120 * kind)
+    return np.stack([red, green, blue], -1).astype(np.uint8)
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / max(error, 1e-9)))
+
+
+def test_frames_encoded_once_play_inside_a_stream_from_a_keyframe_on() -> None:
+    """A loop encoded once goes into a live stream as it is (no encoding): from one of its
+    keyframes, frame after frame, and the stream's own next frame is a keyframe; every
+    frame decodes as the picture it stands for."""
+    loop_images = [moving(k, kind=0) for k in range(40)]
+    loop = encode_video_loop(loop_images, fps=FPS, size_px=SIZE, settings=OutputSettings(),
+                             keyframe_interval_s=0.4)
+    keyframes = [i for i, f in enumerate(loop.frames) if f.keyframe]
+    assert keyframes == [0, 10, 20, 30]
+    sink = io.BytesIO()
+    writer = MP4Writer(sink, fps=FPS, size_px=SIZE, fragmented=True, keyframe_interval_s=0.4)
+    assert writer.video_extradata == loop.extradata  # the same parameter sets
+    expected = []
+    for tick in range(0, 15):  # live frames
+        expected.append(moving(tick, kind=1))
+        writer.write_frame(VideoFrame(image=expected[-1], pts_ns=0, index=tick))
+    for tick in range(15, 45):  # loop frames 10..39 as encoded, then live again
+        index = tick - 5
+        expected.append(loop_images[index])
+        writer.write_encoded(tick, loop.frames[index], loop_images[index])
+    writer.force_keyframe()
+    for tick in range(45, 55):
+        expected.append(moving(tick, kind=1))
+        writer.write_frame(VideoFrame(image=expected[-1], pts_ns=0, index=tick))
+    writer.close()
+    with av.open(io.BytesIO(sink.getvalue())) as container:
+        decoded = [(f.to_ndarray(format="rgb24"), f.key_frame)
+                   for f in container.decode(video=0)]
+    assert len(decoded) == len(expected)
+    assert min(psnr_db(image, want) for (image, _), want in zip(decoded, expected)) > 25
+    assert decoded[15][1] and decoded[45][1]  # the loop's keyframe, the stream's forced one

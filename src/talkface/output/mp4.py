@@ -150,21 +150,9 @@ class MP4Writer:
             raise ValueError("a file object target needs fragmented=True")
         movflags = "+frag_keyframe+empty_moov+default_base_moof" if fragmented else "+faststart"
         self._container = av.open(sink, mode="w", format="mp4", options={"movflags": movflags})
-        self._video = self._container.add_stream(
-            "libx264",
-            rate=fps,
-            options={
-                "preset": settings.preset,
-                "crf": str(settings.crf),
-                "threads": str(settings.encoder_threads),
-                # No B-frames and no lookahead: a frame is out as soon as it is encoded.
-                "tune": "zerolatency",
-            },
-        )
-        self._video.width = self._video.height = size_px
-        self._video.pix_fmt = "yuv420p"
-        if keyframe_interval_s is not None:
-            self._video.codec_context.gop_size = max(1, round(fps * keyframe_interval_s))
+        self._video = _add_h264_stream(self._container, fps=fps, size_px=size_px,
+                                       settings=settings,
+                                       keyframe_interval_s=keyframe_interval_s)
         self._audio = self._container.add_stream("aac", rate=PLAYBACK_RATE_HZ, layout="mono")
         self._audio.bit_rate = settings.audio_bitrate_kbps * 1000
         self._audio_samples = 0  # samples written so far at PLAYBACK_RATE_HZ
@@ -173,6 +161,7 @@ class MP4Writer:
         self._last_image: np.ndarray | None = None
         self._resampler: Any = None
         self._resampler_rate_hz = 0
+        self._force_keyframe = False
         self._closed = False
 
     @property
@@ -205,9 +194,44 @@ class MP4Writer:
             return  # already covered
         self._encode_image(frame.image)
 
+    def write_encoded(self, index: int, frame: EncodedFrame, image: np.ndarray) -> None:
+        """Put ``frame``, encoded elsewhere (:func:`encode_video_loop`), at frame ``index``
+        instead of encoding ``image`` (which it shows).
+
+        The caller keeps the stream decodable: a run of encoded frames starts at one of
+        their keyframes, continues frame by frame, and the first frame this writer
+        encodes after it must be a keyframe (:meth:`force_keyframe`).
+        """
+        if index < self._frames:
+            return
+        while self._frames < index and self._last_image is not None:
+            self._encode_image(self._last_image)
+        packet = self._av.Packet(frame.data)
+        packet.pts = packet.dts = index
+        packet.time_base = self._video.codec_context.time_base
+        packet.is_keyframe = frame.keyframe
+        packet.stream = self._video
+        self._container.mux(packet)
+        self._frames = index + 1
+        self._last_image = image
+
+    def force_keyframe(self) -> None:
+        """Make the next frame this writer encodes a keyframe (an IDR)."""
+        self._force_keyframe = True
+
+    @property
+    def video_extradata(self) -> bytes:
+        """The H.264 parameter sets (SPS, PPS) every frame of the video refers to."""
+        if not self._video.codec_context.is_open:
+            self._video.codec_context.open()
+        return bytes(self._video.codec_context.extradata or b"")
+
     def _encode_image(self, image: np.ndarray) -> None:
         video_frame = self._av.VideoFrame.from_ndarray(image, format="rgb24")
         video_frame.pts = self._frames
+        if self._force_keyframe:
+            video_frame.pict_type = self._av.video.frame.PictureType.I
+            self._force_keyframe = False
         for packet in self._video.encode(video_frame):
             self._container.mux(packet)
         self._frames += 1
@@ -282,3 +306,89 @@ class MP4Writer:
         if self._temp_path is not None:
             with contextlib.suppress(OSError):
                 self._temp_path.unlink()
+
+
+def _add_h264_stream(container: Any, *, fps: int, size_px: int, settings: OutputSettings,
+                     keyframe_interval_s: float | None) -> Any:
+    """The H.264 video stream of ``container``: one setup for every encoder, so that frames
+    encoded apart (:func:`encode_video_loop`) share the live stream's parameter sets."""
+    video = container.add_stream(
+        "libx264",
+        rate=fps,
+        options={
+            "preset": settings.preset,
+            "crf": str(settings.crf),
+            "threads": str(settings.encoder_threads),
+            # No B-frames and no lookahead: a frame is out as soon as it is encoded.
+            "tune": "zerolatency",
+            # A frame asked to be a keyframe is an IDR: a decoder may start there.
+            "forced-idr": "1",
+        },
+    )
+    video.width = video.height = size_px
+    video.pix_fmt = "yuv420p"
+    if keyframe_interval_s is not None:
+        video.codec_context.gop_size = max(1, round(fps * keyframe_interval_s))
+    return video
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One H.264 frame as the encoder made it (for a container to mux as it is)."""
+
+    data: bytes
+    keyframe: bool
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EncodedVideo:
+    """Frames encoded once, to be put into streams instead of encoding them again.
+
+    Attributes:
+        frames: one per frame, in order; frame 0 is a keyframe.
+        extradata: the parameter sets they refer to: only a stream whose
+            :attr:`MP4Writer.video_extradata` is the same can carry them.
+    """
+
+    frames: tuple[EncodedFrame, ...]
+    extradata: bytes
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the encoded frames."""
+        return sum(len(f.data) for f in self.frames)
+
+
+def encode_video_loop(images: list[np.ndarray] | tuple[np.ndarray, ...], *, fps: int,
+                      size_px: int, settings: OutputSettings,
+                      keyframe_interval_s: float) -> EncodedVideo:
+    """Encode ``images`` once, with a keyframe every ``keyframe_interval_s`` and at the
+    first frame, set up as :class:`MP4Writer` sets up its stream (same parameter sets):
+    a stream may play them from any keyframe on, and after the last frame from the first.
+    Blocking: seconds for a loop of a few seconds at 512 px."""
+    import io
+
+    import av
+
+    container = av.open(io.BytesIO(), mode="w", format="mp4",
+                        options={"movflags": "+frag_keyframe+empty_moov+default_base_moof"})
+    try:
+        video = _add_h264_stream(container, fps=fps, size_px=size_px, settings=settings,
+                                 keyframe_interval_s=keyframe_interval_s)
+        every = max(1, round(fps * keyframe_interval_s))
+        frames: list[EncodedFrame] = []
+        for index, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            if index % every == 0:
+                frame.pict_type = av.video.frame.PictureType.I
+            frames += [EncodedFrame(bytes(p), p.is_keyframe) for p in video.encode(frame)]
+        frames += [EncodedFrame(bytes(p), p.is_keyframe) for p in video.encode()]
+        extradata = bytes(video.codec_context.extradata or b"")
+    finally:
+        with contextlib.suppress(Exception):
+            container.close()
+    if len(frames) != len(images) or not frames[0].keyframe:
+        raise RuntimeError(f"the encoder made {len(frames)} frames of {len(images)}, "
+                           "or no keyframe first")
+    return EncodedVideo(frames=tuple(frames), extradata=extradata)

@@ -3,8 +3,9 @@
 A silent live session used to animate (and encode) every idle frame: blinks, breathing
 and head sway, 25 times a second, for as long as nobody spoke. Those frames look the same
 for every session of an avatar, so an :class:`IdleClip` holds a few seconds of them,
-rendered once with the animator (and encoded once as JPEG for the ``jpeg`` output), and
-:class:`~talkface.api.realtime.media.AvatarMedia` plays it while the session is silent.
+rendered once with the animator (and encoded once, as JPEG for the ``jpeg`` output or as
+H.264 for ``fmp4``), and :class:`~talkface.api.realtime.media.AvatarMedia` plays it while
+the session is silent.
 
 The loop has no seam: the animator's motion is a pure function of time, so
 :func:`build_idle_clip` renders a little more than the loop, picks the loop length whose
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkface.api.settings import IdleClipSettings
+from talkface.output.mp4 import EncodedVideo
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ IdleRender = Callable[[int, int], Awaitable[list[np.ndarray]]]
 """``(first_frame_index, count) -> frames``: a conversation's ``idle_frames``."""
 ClipKey = tuple[str, int, int, str]
 """(avatar id, size_px, fps, output kind)."""
+EncodeLoop = Callable[[tuple[np.ndarray, ...], int], EncodedVideo]
+"""``(frames, fps) -> video``: the loop encoded once for a stream that can carry it."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -48,25 +52,30 @@ class IdleClip:
 
     Attributes:
         frames: the loop's images (HxWx3 uint8 RGB), shared: never write into them.
-        jpegs: each frame encoded once as JPEG (empty when the output encodes itself).
+        jpegs: each frame encoded once as JPEG (for the ``jpeg`` output; else empty).
+        h264: the loop encoded once as H.264 (for the ``fmp4`` output; else None).
     """
 
     frames: tuple[np.ndarray, ...]
     jpegs: tuple[bytes, ...] = ()
+    h264: EncodedVideo | None = None
 
     def __post_init__(self) -> None:
         if not self.frames:
             raise ValueError("an idle clip needs at least one frame")
         if self.jpegs and len(self.jpegs) != len(self.frames):
             raise ValueError("an idle clip needs one JPEG per frame, or none")
+        if self.h264 is not None and len(self.h264.frames) != len(self.frames):
+            raise ValueError("an idle clip's H.264 needs one encoded frame per frame")
 
     def __len__(self) -> int:
         return len(self.frames)
 
     @property
     def size_bytes(self) -> int:
-        """Bytes the clip holds: its frames' pixels plus its JPEGs."""
-        return sum(f.nbytes for f in self.frames) + sum(len(j) for j in self.jpegs)
+        """Bytes the clip holds: its frames' pixels plus its encoded frames."""
+        encoded = self.h264.size_bytes if self.h264 is not None else 0
+        return sum(f.nbytes for f in self.frames) + sum(len(j) for j in self.jpegs) + encoded
 
 
 def blend(image: np.ndarray, toward: np.ndarray, weight: float) -> np.ndarray:
@@ -107,8 +116,9 @@ def loop_frames(frames: list[np.ndarray], *, min_frames: int, fade_frames: int) 
 
 
 async def build_idle_clip(render: IdleRender, *, fps: int,
-                          encode_jpeg: Callable[[np.ndarray], bytes] | None = None) -> IdleClip:
-    """Render idle motion once and make it a loop (and its JPEGs when asked).
+                          encode_jpeg: Callable[[np.ndarray], bytes] | None = None,
+                          encode_video: EncodeLoop | None = None) -> IdleClip:
+    """Render idle motion once and make it a loop (and its JPEGs or H.264 when asked).
 
     Raises:
         TalkfaceError: what the animator raises (a bad avatar, an overloaded engine).
@@ -117,9 +127,10 @@ async def build_idle_clip(render: IdleRender, *, fps: int,
     frames = await render(0, round(MAX_LOOP_S * fps) + fade)
 
     def finish() -> IdleClip:
-        loop = loop_frames(frames, min_frames=round(MIN_LOOP_S * fps), fade_frames=fade)
+        loop = tuple(loop_frames(frames, min_frames=round(MIN_LOOP_S * fps), fade_frames=fade))
         jpegs = tuple(encode_jpeg(f) for f in loop) if encode_jpeg is not None else ()
-        return IdleClip(frames=tuple(loop), jpegs=jpegs)
+        h264 = encode_video(loop, fps) if encode_video is not None else None
+        return IdleClip(frames=loop, jpegs=jpegs, h264=h264)
 
     return await asyncio.to_thread(finish)  # seconds of numpy and JPEG: not on the loop
 
@@ -210,6 +221,7 @@ class IdleClipSource:
             side do not blink together).
         avatar_id: resolves the session's avatar.
         encode_jpeg: set for the ``jpeg`` output: frames are encoded once, in the build.
+        encode_video: set for the ``fmp4`` output: the loop is encoded once, in the build.
     """
 
     cache: IdleClipCache
@@ -218,9 +230,11 @@ class IdleClipSource:
     phase_frames: int
     avatar_id: Callable[[], Awaitable[str]]
     encode_jpeg: Callable[[np.ndarray], bytes] | None = None
+    encode_video: EncodeLoop | None = None
 
     async def load(self, render: IdleRender, fps: int) -> IdleClip:
         """The clip (built now with ``render`` if it is the first of its key)."""
         key: ClipKey = (await self.avatar_id(), self.size_px, fps, self.output)
         return await self.cache.get(
-            key, lambda: build_idle_clip(render, fps=fps, encode_jpeg=self.encode_jpeg))
+            key, lambda: build_idle_clip(render, fps=fps, encode_jpeg=self.encode_jpeg,
+                                         encode_video=self.encode_video))

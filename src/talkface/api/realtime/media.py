@@ -12,7 +12,8 @@ milliseconds, for as long as the session lasts. :class:`AvatarMedia` sits betwee
 * the transport's clock (a WebRTC track's ``recv``, a WebSocket ticker) asks for "the
   frame for time t" and "audio samples n..n+k"; between turns it gets idle frames
   and silence: the avatar's shared looping :class:`~talkface.api.realtime.idle_clip.IdleClip`
-  once it is loaded (no animator, and no JPEG encoder: :meth:`AvatarMedia.cached_jpeg`),
+  once it is loaded (no animator, and no encoder: :meth:`AvatarMedia.idle_loop_frame`
+  says which frame of the loop's encodings is shown),
   until then frames rendered ahead with the conversation's ``idle_frames``, so one is
   always ready. A change between the loop and a turn's frames is cross-faded over
   ``FADE_FRAMES``, so the head does not jump;
@@ -310,12 +311,21 @@ class AvatarMedia:
             raise RuntimeError("AvatarMedia.prepare() must run before frames are read")
         return self._last_image
 
+    def idle_loop_frame(self, image: np.ndarray) -> tuple[IdleClip, int] | None:
+        """The idle loop and the index of its frame that ``image`` is, when ``image`` is
+        one of its frames as it was rendered (not a cross-fade): its encodings apply."""
+        clip, index = self._clip, self._clip_index
+        if clip is None or index is None or image is not clip.frames[index]:
+            return None
+        return clip, index
+
     def cached_jpeg(self, image: np.ndarray) -> bytes | None:
         """``image`` as JPEG, when it is a frame of the idle loop as encoded once (else
         None: encode it)."""
-        clip, index = self._clip, self._clip_index
-        if clip is None or index is None or not clip.jpegs or image is not clip.frames[index]:
+        shown = self.idle_loop_frame(image)
+        if shown is None or not shown[0].jpegs:
             return None
+        clip, index = shown
         return clip.jpegs[index]
 
     def _clip_frame(self, at_ns: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
+import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from talkface.api.errors import ClientTooSlow
 from talkface.audio import PLAYBACK_RATE_HZ
 from talkface.clock import Clock, MonotonicClock
 from talkface.messages import NS_PER_S, SpeechAudio, VideoFrame
-from talkface.output.mp4 import MP4Writer, OutputSettings
+from talkface.output.mp4 import EncodedVideo, MP4Writer, OutputSettings, encode_video_loop
+
+logger = logging.getLogger(__name__)
 
 STALL_TIMEOUT_S = 10.0
 """A client whose oldest unsent message has waited this long is disconnected."""
@@ -180,11 +183,50 @@ class FMP4Stream:
                                  settings=settings, keyframe_interval_s=FRAGMENT_S)
         self._fps = fps
         self._audio_samples = 0
+        self._loop_next: tuple[EncodedVideo, int] | None = None  # the loop frame that may follow
+        self._checked: tuple[EncodedVideo, bool] | None = None  # a loop: same parameter sets?
+        self.loop_frames = 0
+        """Frames taken from a loop encoded once (not encoded by this stream)."""
 
-    def encode(self, tick: int, image: np.ndarray, pcm: bytes) -> bytes:
-        """Add frame ``tick`` and the audio that goes with it; returns the bytes made."""
-        self._writer.write_frame(VideoFrame(image=image, pts_ns=tick * NS_PER_S // self._fps,
-                                            index=tick))
+    def _carries(self, loop: tuple[EncodedVideo, int]) -> bool:
+        video, index = loop
+        following = self._loop_next
+        if following is not None and following[0] is video and following[1] == index:
+            return True
+        if not video.frames[index].keyframe:
+            return False
+        checked = self._checked
+        if checked is not None and checked[0] is video:
+            compatible = checked[1]
+        else:
+            compatible = video.extradata == self._writer.video_extradata
+            self._checked = (video, compatible)
+            if not compatible:
+                logger.warning("the idle loop was encoded with other H.264 parameters than "
+                               "this stream; its frames are encoded again")
+        return compatible
+
+    def encode(self, tick: int, image: np.ndarray, pcm: bytes,
+               loop: tuple[EncodedVideo, int] | None = None) -> bytes:
+        """Add frame ``tick`` and the audio that goes with it; returns the bytes made.
+
+        ``loop``: ``image`` is frame ``i`` of a video encoded once (the idle loop). Its
+        encoded frame goes into the stream as it is, with no encoding here, from one of
+        its keyframes on and for as long as the loop's frames follow each other; the
+        first frame encoded here after such a run is a keyframe.
+        """
+        if loop is not None and self._carries(loop):
+            video, index = loop
+            self._writer.write_encoded(tick, video.frames[index], image)
+            self._loop_next = (video, (index + 1) % len(video.frames))
+            self.loop_frames += 1
+        else:
+            if self._loop_next is not None:
+                self._writer.force_keyframe()  # its references are the loop's frames
+                self._loop_next = None
+            self._writer.write_frame(VideoFrame(image=image,
+                                                pts_ns=tick * NS_PER_S // self._fps,
+                                                index=tick))
         if pcm:
             pts_ns = self._audio_samples * NS_PER_S // PLAYBACK_RATE_HZ
             self._writer.write_speech(SpeechAudio(pcm=pcm, sample_rate_hz=PLAYBACK_RATE_HZ,
@@ -200,6 +242,15 @@ class FMP4Stream:
     def abort(self) -> None:
         """Stop the encoder without a last fragment (the stream failed or was cancelled)."""
         self._writer.abort()
+
+
+def encode_fmp4_loop(frames: tuple[np.ndarray, ...], fps: int, *, size_px: int,
+                     settings: OutputSettings) -> EncodedVideo:
+    """``frames`` (a loop) encoded once so that every :class:`FMP4Stream` of this size and
+    these settings can carry them as they are (same parameter sets, a keyframe every
+    fragment). Blocking."""
+    return encode_video_loop(frames, fps=fps, size_px=size_px, settings=settings,
+                             keyframe_interval_s=FRAGMENT_S)
 
 
 def mse_mime(init_segment: bytes) -> str:

@@ -10,6 +10,7 @@ transport's clock reads frames and audio from.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from talkface.api.auth import Principal
 from talkface.api.errors import AvatarNotFound
 from talkface.api.realtime.idle_clip import IdleClipSource, idle_clip_cache
 from talkface.api.realtime.media import AvatarMedia
-from talkface.api.realtime.outgoing import encode_jpeg
+from talkface.api.realtime.outgoing import encode_fmp4_loop, encode_jpeg
 from talkface.api.schemas import (
     PROTOCOL_VERSION,
     ClientMessage,
@@ -207,10 +208,15 @@ class RealtimeSession:
         async def avatar_id() -> str:
             return conversation.options.avatar_id or await runtime.default_avatar()
 
+        encode_video = None
+        if output == "fmp4":
+            encode_video = functools.partial(encode_fmp4_loop, size_px=size_px,
+                                             settings=runtime.settings.output)
         return IdleClipSource(cache=idle_clip_cache(runtime, settings), output=output,
                               size_px=size_px, phase_frames=conversation.seed,
                               avatar_id=avatar_id,
-                              encode_jpeg=encode_jpeg if output == "jpeg" else None)
+                              encode_jpeg=encode_jpeg if output == "jpeg" else None,
+                              encode_video=encode_video)
 
     def ready_event(self) -> ReadyEvent:
         """The first event to the client: session id, media format and server time."""
