@@ -241,7 +241,7 @@ async def test_a_silent_fmp4_stream_carries_the_loop_encoded_once() -> None:
     with av.open(io.BytesIO(b"".join(chunks))) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(decoded) == len(shown)
-    worst = max(step(image, want) for image, want in zip(decoded, shown))
+    worst = max(step(image, want) for image, want in zip(decoded, shown, strict=True))
     assert worst < 8  # mean absolute error per pixel: each frame is the one shown
 
 
