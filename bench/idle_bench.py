@@ -5,8 +5,9 @@
 Starts ``talkface serve`` on 127.0.0.1 twice, with the idle loop off
 (``TALKFACE_SERVER__IDLE_CLIP__ENABLED=false``: every idle frame animated and encoded per
 session) and on (the default), connects ``--sessions`` WebSocket sessions (``--output``
-jpeg or fmp4) that say nothing (each streams microphone silence in real time, as a
-browser with its microphone on does, unless ``--no-mic``), lets them settle, and reads
+jpeg or fmp4; or WebRTC sessions of aiortc, ``--output webrtc``, microphone off) that say
+nothing (each streams microphone silence in real time, as a browser with its microphone
+on does, unless ``--no-mic``), lets them settle, and reads
 the server process's CPU time
 (``/proc/<pid>/stat``) over ``--seconds``. Prints the server's cores with no session, with
 the sessions, per session (the difference divided by the sessions), and the frames each
@@ -117,6 +118,66 @@ class _SilentUser:
             sent += CHUNK_SAMPLES
 
 
+class _SilentWebRTCUser:
+    """A silent session over WebRTC (aiortc as the browser): it decodes what it receives.
+
+    Run the bench in a loopback-only network namespace for this output (ICE gathers every
+    interface): ``unshare -n sh -c 'ip link set lo up && python bench/idle_bench.py
+    --output webrtc'``.
+    """
+
+    def __init__(self, url: str, token: str, index: int, *, mic: bool, output: str) -> None:
+        self._url = url
+        self._token = token
+        self._index = index
+        self.ready = asyncio.Event()
+        self.frames = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import httpx
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        from talkface.api.realtime.ice import install_candidate_policy
+
+        # Like a browser allowed loopback: aioice leaves 127.0.0.1 out otherwise.
+        install_candidate_policy(listen_host="127.0.0.1")
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        channel = pc.createDataChannel("talkface")
+        channel.on("message", lambda message: self._on_message(message))
+        readers: list[asyncio.Task[None]] = []
+        pc.on("track", lambda track: readers.append(asyncio.create_task(self._read(track))))
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            async with httpx.AsyncClient(base_url=self._url, trust_env=False,
+                                         timeout=60) as http:
+                response = await http.post(
+                    "/v1/sessions/webrtc", headers={"Authorization": f"Bearer {self._token}"},
+                    json={"type": "offer", "sdp": pc.localDescription.sdp,
+                          "options": {"seed": self._index}})
+                if response.status_code != 200:
+                    raise RuntimeError(f"the server refused the offer: {response.text}")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=response.json()["sdp"],
+                                                                type="answer"))
+            await stop.wait()
+        finally:
+            await pc.close()
+            for reader in readers:
+                reader.cancel()
+
+    def _on_message(self, message: str) -> None:
+        if json.loads(message).get("type") == "ready":
+            self.ready.set()
+
+    async def _read(self, track: object) -> None:
+        while True:
+            frame = await track.recv()  # type: ignore[attr-defined]
+            if getattr(track, "kind", "") == "video":
+                self.frames += 1
+                del frame
+
+
 async def measure(*, idle_clip: bool, sessions: int, seconds: float, settle_s: float,
                   size_px: int, mic: bool, output: str) -> dict[str, float]:
     import httpx
@@ -131,13 +192,17 @@ async def measure(*, idle_clip: bool, sessions: int, seconds: float, settle_s: f
         before = _cpu_s(pid)
         await asyncio.sleep(seconds)
         empty_cores = (_cpu_s(pid) - before) / seconds
-        users = [_SilentUser(url, token, i, mic=mic, output=output)
-                 for i in range(sessions)]
+        user = _SilentWebRTCUser if output == "webrtc" else _SilentUser
+        users = [user(url, token, i, mic=mic, output=output) for i in range(sessions)]
         stop = asyncio.Event()
         running = asyncio.gather(*(u.run(stop) for u in users))
         try:
             async with asyncio.timeout(120):
-                await asyncio.gather(*(u.ready.wait() for u in users))
+                ready = asyncio.gather(*(u.ready.wait() for u in users))
+                await asyncio.wait([ready, running], return_when=asyncio.FIRST_COMPLETED)
+                if running.done():
+                    running.result()  # a user failed: say why
+                await ready
             await asyncio.sleep(settle_s)  # the loop is built, the first frames are out
             frames_before = sum(u.frames for u in users)
             before = _cpu_s(pid)
@@ -157,7 +222,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{args.sessions} silent {args.output} sessions, {args.size_px} px, "
           f"{args.seconds:g} s each ({mic})")
     print(f"{'idle loop':10s} {'no session':>11s} {'sessions':>9s} {'per session':>12s} "
-          f"{'frames/s' if args.output == 'jpeg' else 'fragments/s':>12s}")
+          f"{'fragments/s' if args.output == 'fmp4' else 'frames/s':>12s}")
     for idle_clip in (False, True):
         result = await measure(idle_clip=idle_clip, sessions=args.sessions,
                                seconds=args.seconds, settle_s=args.settle_s,
@@ -173,6 +238,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--settle-s", type=float, default=4.0)
     parser.add_argument("--size-px", type=int, default=512)
-    parser.add_argument("--output", choices=("jpeg", "fmp4"), default="jpeg")
+    parser.add_argument("--output", choices=("jpeg", "fmp4", "webrtc"), default="jpeg",
+                        help="webrtc: run in a loopback-only network namespace (see "
+                             "_SilentWebRTCUser)")
     parser.add_argument("--no-mic", dest="mic", action="store_false")
     asyncio.run(main(parser.parse_args()))

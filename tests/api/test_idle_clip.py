@@ -27,10 +27,12 @@ from talkface.api.realtime.idle_clip import (
     loop_frames,
 )
 from talkface.api.realtime.media import FADE_FRAMES, AvatarMedia
-from talkface.api.realtime.outgoing import FMP4Stream, encode_fmp4_loop
+from talkface.api.realtime.outgoing import FMP4Stream, encode_fmp4_loop, encode_webrtc_loop
+from talkface.api.realtime.webrtc import AvatarVideoTrack
 from talkface.errors import BackendError
 from talkface.messages import EndOfTurn, Message, SpeechAudio, VideoFrame
-from talkface.output.mp4 import EncodedVideo, OutputSettings
+from talkface.output.encoded import EncodedVideo
+from talkface.output.mp4 import OutputSettings
 
 from .test_realtime_protocol import FPS, FRAME_NS, FakeConversation, Harness, run_media, tone
 
@@ -133,9 +135,11 @@ def clip_harness(output: str = "jpeg") -> tuple[Harness, IdleClipCache]:
                             avatar_id=avatar_id,
                             encode_jpeg=(lambda image: image.tobytes()[:16])
                             if output == "jpeg" else None,
-                            encode_video=functools.partial(encode_fmp4_loop, size_px=SIZE,
-                                                           settings=OutputSettings())
-                            if output == "fmp4" else None)
+                            encode_video={
+                                "fmp4": functools.partial(encode_fmp4_loop, size_px=SIZE,
+                                                          settings=OutputSettings()),
+                                "webrtc": encode_webrtc_loop,
+                            }.get(output))
     harness.media = AvatarMedia(harness.conversation, fps=FPS,  # type: ignore[arg-type]
                                 on_message=harness._on_message,
                                 on_first_output=harness.started.append, idle_clip=source)
@@ -217,12 +221,12 @@ async def test_a_silent_fmp4_stream_carries_the_loop_encoded_once() -> None:
 
     async def body() -> None:
         clip = await wait_for_clip(cache)
-        assert clip.h264 is not None and len(clip.h264.frames) == len(clip)
+        assert clip.video is not None and len(clip.video.frames) == len(clip)
         start = media.start_clock()
         for tick in range(60):  # silent: what the WebSocket's clock does
             image = media.video_frame(start + tick * FRAME_NS)
             at = media.idle_loop_frame(image)
-            send(tick, image, (at[0].h264, at[1]) if at is not None and at[0].h264 else None)
+            send(tick, image, (at[0].video, at[1]) if at is not None and at[0].video else None)
         # Up to one fragment (0.5 s) is encoded before the loop's next keyframe.
         assert stream.loop_frames >= 60 - FADE_FRAMES - round(0.5 * FPS) - 1
         silent = stream.loop_frames
@@ -233,13 +237,74 @@ async def test_a_silent_fmp4_stream_carries_the_loop_encoded_once() -> None:
         assert stream.loop_frames == silent
         for tick in range(75, 110):  # the loop again, from its next keyframe
             index = (tick + 7) % len(clip)
-            send(tick, clip.frames[index], (clip.h264, index))
+            send(tick, clip.frames[index], (clip.video, index))
         assert stream.loop_frames >= silent + 35 - round(0.5 * FPS)
 
     await run_media(harness, body)
     chunks.append(stream.finish())
     with av.open(io.BytesIO(b"".join(chunks))) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == len(shown)
+    worst = max(step(image, want) for image, want in zip(decoded, shown, strict=True))
+    assert worst < 8  # mean absolute error per pixel: each frame is the one shown
+
+
+async def test_a_silent_webrtc_track_sends_the_loop_encoded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WebRTC (VP8, what browsers offer first): the loop's frames leave as the packets
+    encoded once, aiortc's encoder starts again with a keyframe after them, and a VP8
+    decoder shows every frame as it was meant, through the switches both ways."""
+    from aiortc.codecs import get_encoder
+    from aiortc.codecs.vpx import vp8_depayload
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    async def on_time(media: object, due_ns: int) -> int:
+        return 0  # pacing is not what is tested: frames are asked for one after another
+
+    monkeypatch.setattr("talkface.api.realtime.webrtc._sleep_until", on_time)
+    harness, cache = clip_harness("webrtc")
+    media = harness.media
+    track = AvatarVideoTrack(media)
+    track.codec = "vp8"
+    encoder = get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000,
+                                                payloadType=96))
+    decoder = av.CodecContext.create("libvpx", "r")
+    shown: list[np.ndarray] = []
+    decoded: list[np.ndarray] = []
+
+    async def send(ticks: range, talking: bool) -> None:
+        for tick in ticks:
+            if talking:  # a turn's frames (alike the loop's: no scene cut)
+                image = swaying_face(tick).copy()
+                image[30:34, 20:28] = 90
+                monkeypatch.setattr(media, "video_frame", lambda at_ns, image=image: image)
+            else:
+                monkeypatch.undo()
+                monkeypatch.setattr("talkface.api.realtime.webrtc._sleep_until", on_time)
+                image = None
+            out = await track.recv()
+            shown.append(image if image is not None else media._last_image)
+            if isinstance(out, av.Packet):
+                payloads, _ = encoder.pack(out)
+            else:  # what RTCRtpSender does with a frame (no keyframe asked by the browser)
+                payloads, _ = encoder.encode(out, False)
+            data = b"".join(vp8_depayload(p) for p in payloads)
+            decoded.extend(f.to_ndarray(format="rgb24") for f in decoder.decode(av.Packet(data)))
+
+    async def body() -> None:
+        clip = await wait_for_clip(cache)
+        assert clip.video is not None and clip.video.codec == "vp8"
+        await send(range(0, 60), talking=False)
+        # Up to one keyframe interval (1 s) is encoded before the loop's next keyframe.
+        assert track.loop_frames >= 60 - FADE_FRAMES - FPS - 1
+        silent = track.loop_frames
+        await send(range(60, 75), talking=True)
+        assert track.loop_frames == silent
+        await send(range(75, 140), talking=False)
+        assert track.loop_frames >= silent + 65 - FADE_FRAMES - FPS - 1
+
+    await run_media(harness, body)
     assert len(decoded) == len(shown)
     worst = max(step(image, want) for image, want in zip(decoded, shown, strict=True))
     assert worst < 8  # mean absolute error per pixel: each frame is the one shown

@@ -13,7 +13,8 @@ from talkface.audio import float32_to_pcm16
 from talkface.errors import BadInput
 from talkface.face.lipsync import decode_video
 from talkface.messages import SpeechAudio, VideoFrame
-from talkface.output.mp4 import MP4Writer, OutputSettings, encode_video_loop
+from talkface.output.encoded import encode_h264_loop
+from talkface.output.mp4 import MP4Writer, OutputSettings
 
 pytestmark = pytest.mark.integration
 FPS, SIZE = 25, 128
@@ -102,7 +103,7 @@ def test_frames_encoded_once_play_inside_a_stream_from_a_keyframe_on() -> None:
     keyframes, frame after frame, and the stream's own next frame is a keyframe; every
     frame decodes as the picture it stands for."""
     loop_images = [moving(k, kind=0) for k in range(40)]
-    loop = encode_video_loop(loop_images, fps=FPS, size_px=SIZE, settings=OutputSettings(),
+    loop = encode_h264_loop(loop_images, fps=FPS, size_px=SIZE, settings=OutputSettings(),
                              keyframe_interval_s=0.4)
     keyframes = [i for i, f in enumerate(loop.frames) if f.keyframe]
     assert keyframes == [0, 10, 20, 30]

@@ -19,7 +19,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from talkface.audio import PLAYBACK_RATE_HZ, ns_to_samples, pcm16_to_float32
 from talkface.errors import BackendUnavailable, BadInput
 from talkface.messages import SpeechAudio, VideoFrame
+
+if TYPE_CHECKING:
+    from talkface.output.encoded import EncodedFrame
 
 
 class OutputSettings(BaseModel):
@@ -150,7 +153,7 @@ class MP4Writer:
             raise ValueError("a file object target needs fragmented=True")
         movflags = "+frag_keyframe+empty_moov+default_base_moof" if fragmented else "+faststart"
         self._container = av.open(sink, mode="w", format="mp4", options={"movflags": movflags})
-        self._video = _add_h264_stream(self._container, fps=fps, size_px=size_px,
+        self._video = add_h264_stream(self._container, fps=fps, size_px=size_px,
                                        settings=settings,
                                        keyframe_interval_s=keyframe_interval_s)
         self._audio = self._container.add_stream("aac", rate=PLAYBACK_RATE_HZ, layout="mono")
@@ -195,8 +198,8 @@ class MP4Writer:
         self._encode_image(frame.image)
 
     def write_encoded(self, index: int, frame: EncodedFrame, image: np.ndarray) -> None:
-        """Put ``frame``, encoded elsewhere (:func:`encode_video_loop`), at frame ``index``
-        instead of encoding ``image`` (which it shows).
+        """Put ``frame``, encoded elsewhere (:func:`~talkface.output.encoded.encode_h264_loop`),
+        at frame ``index`` instead of encoding ``image`` (which it shows).
 
         The caller keeps the stream decodable: a run of encoded frames starts at one of
         their keyframes, continues frame by frame, and the first frame this writer
@@ -308,10 +311,11 @@ class MP4Writer:
                 self._temp_path.unlink()
 
 
-def _add_h264_stream(container: Any, *, fps: int, size_px: int, settings: OutputSettings,
+def add_h264_stream(container: Any, *, fps: int, size_px: int, settings: OutputSettings,
                      keyframe_interval_s: float | None) -> Any:
     """The H.264 video stream of ``container``: one setup for every encoder, so that frames
-    encoded apart (:func:`encode_video_loop`) share the live stream's parameter sets."""
+    encoded apart (:func:`~talkface.output.encoded.encode_h264_loop`) share the live
+    stream's parameter sets."""
     video = container.add_stream(
         "libx264",
         rate=fps,
@@ -330,65 +334,3 @@ def _add_h264_stream(container: Any, *, fps: int, size_px: int, settings: Output
     if keyframe_interval_s is not None:
         video.codec_context.gop_size = max(1, round(fps * keyframe_interval_s))
     return video
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedFrame:
-    """One H.264 frame as the encoder made it (for a container to mux as it is)."""
-
-    data: bytes
-    keyframe: bool
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class EncodedVideo:
-    """Frames encoded once, to be put into streams instead of encoding them again.
-
-    Attributes:
-        frames: one per frame, in order; frame 0 is a keyframe.
-        extradata: the parameter sets they refer to: only a stream whose
-            :attr:`MP4Writer.video_extradata` is the same can carry them.
-    """
-
-    frames: tuple[EncodedFrame, ...]
-    extradata: bytes
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes of the encoded frames."""
-        return sum(len(f.data) for f in self.frames)
-
-
-def encode_video_loop(images: list[np.ndarray] | tuple[np.ndarray, ...], *, fps: int,
-                      size_px: int, settings: OutputSettings,
-                      keyframe_interval_s: float) -> EncodedVideo:
-    """Encode ``images`` once, with a keyframe every ``keyframe_interval_s`` and at the
-    first frame, set up as :class:`MP4Writer` sets up its stream (same parameter sets):
-    a stream may play them from any keyframe on, and after the last frame from the first.
-    Blocking: seconds for a loop of a few seconds at 512 px."""
-    import io
-
-    import av
-
-    container = av.open(io.BytesIO(), mode="w", format="mp4",
-                        options={"movflags": "+frag_keyframe+empty_moov+default_base_moof"})
-    try:
-        video = _add_h264_stream(container, fps=fps, size_px=size_px, settings=settings,
-                                 keyframe_interval_s=keyframe_interval_s)
-        every = max(1, round(fps * keyframe_interval_s))
-        frames: list[EncodedFrame] = []
-        for index, image in enumerate(images):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            if index % every == 0:
-                frame.pict_type = av.video.frame.PictureType.I
-            frames += [EncodedFrame(bytes(p), p.is_keyframe) for p in video.encode(frame)]
-        frames += [EncodedFrame(bytes(p), p.is_keyframe) for p in video.encode()]
-        extradata = bytes(video.codec_context.extradata or b"")
-    finally:
-        with contextlib.suppress(Exception):
-            container.close()
-    if len(frames) != len(images) or not frames[0].keyframe:
-        raise RuntimeError(f"the encoder made {len(frames)} frames of {len(images)}, "
-                           "or no keyframe first")
-    return EncodedVideo(frames=tuple(frames), extradata=extradata)

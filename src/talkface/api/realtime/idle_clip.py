@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkface.api.settings import IdleClipSettings
-from talkface.output.mp4 import EncodedVideo
+from talkface.output.encoded import EncodedVideo
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +53,21 @@ class IdleClip:
     Attributes:
         frames: the loop's images (HxWx3 uint8 RGB), shared: never write into them.
         jpegs: each frame encoded once as JPEG (for the ``jpeg`` output; else empty).
-        h264: the loop encoded once as H.264 (for the ``fmp4`` output; else None).
+        video: the loop encoded once for the output's video codec (H.264 for ``fmp4``,
+            VP8 for ``webrtc``; None for ``jpeg``).
     """
 
     frames: tuple[np.ndarray, ...]
     jpegs: tuple[bytes, ...] = ()
-    h264: EncodedVideo | None = None
+    video: EncodedVideo | None = None
 
     def __post_init__(self) -> None:
         if not self.frames:
             raise ValueError("an idle clip needs at least one frame")
         if self.jpegs and len(self.jpegs) != len(self.frames):
             raise ValueError("an idle clip needs one JPEG per frame, or none")
-        if self.h264 is not None and len(self.h264.frames) != len(self.frames):
-            raise ValueError("an idle clip's H.264 needs one encoded frame per frame")
+        if self.video is not None and len(self.video.frames) != len(self.frames):
+            raise ValueError("an idle clip's video needs one encoded frame per frame")
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -74,7 +75,7 @@ class IdleClip:
     @property
     def size_bytes(self) -> int:
         """Bytes the clip holds: its frames' pixels plus its encoded frames."""
-        encoded = self.h264.size_bytes if self.h264 is not None else 0
+        encoded = self.video.size_bytes if self.video is not None else 0
         return sum(f.nbytes for f in self.frames) + sum(len(j) for j in self.jpegs) + encoded
 
 
@@ -129,8 +130,8 @@ async def build_idle_clip(render: IdleRender, *, fps: int,
     def finish() -> IdleClip:
         loop = tuple(loop_frames(frames, min_frames=round(MIN_LOOP_S * fps), fade_frames=fade))
         jpegs = tuple(encode_jpeg(f) for f in loop) if encode_jpeg is not None else ()
-        h264 = encode_video(loop, fps) if encode_video is not None else None
-        return IdleClip(frames=loop, jpegs=jpegs, h264=h264)
+        video = encode_video(loop, fps) if encode_video is not None else None
+        return IdleClip(frames=loop, jpegs=jpegs, video=video)
 
     return await asyncio.to_thread(finish)  # seconds of numpy and JPEG: not on the loop
 

@@ -26,7 +26,8 @@ from talkface.api.errors import ClientTooSlow
 from talkface.audio import PLAYBACK_RATE_HZ
 from talkface.clock import Clock, MonotonicClock
 from talkface.messages import NS_PER_S, SpeechAudio, VideoFrame
-from talkface.output.mp4 import EncodedVideo, MP4Writer, OutputSettings, encode_video_loop
+from talkface.output.encoded import EncodedVideo, LoopSplice, encode_h264_loop, encode_vp8_loop
+from talkface.output.mp4 import MP4Writer, OutputSettings
 
 logger = logging.getLogger(__name__)
 
@@ -183,28 +184,19 @@ class FMP4Stream:
                                  settings=settings, keyframe_interval_s=FRAGMENT_S)
         self._fps = fps
         self._audio_samples = 0
-        self._loop_next: tuple[EncodedVideo, int] | None = None  # the loop frame that may follow
-        self._checked: tuple[EncodedVideo, bool] | None = None  # a loop: same parameter sets?
-        self.loop_frames = 0
-        """Frames taken from a loop encoded once (not encoded by this stream)."""
+        self._splice = LoopSplice(self._can_carry)
 
-    def _carries(self, loop: tuple[EncodedVideo, int]) -> bool:
-        video, index = loop
-        following = self._loop_next
-        if following is not None and following[0] is video and following[1] == index:
+    @property
+    def loop_frames(self) -> int:
+        """Frames taken from a loop encoded once (not encoded by this stream)."""
+        return self._splice.carried_frames
+
+    def _can_carry(self, video: EncodedVideo) -> bool:
+        if video.codec == "h264" and video.extradata == self._writer.video_extradata:
             return True
-        if not video.frames[index].keyframe:
-            return False
-        checked = self._checked
-        if checked is not None and checked[0] is video:
-            compatible = checked[1]
-        else:
-            compatible = video.extradata == self._writer.video_extradata
-            self._checked = (video, compatible)
-            if not compatible:
-                logger.warning("the idle loop was encoded with other H.264 parameters than "
-                               "this stream; its frames are encoded again")
-        return compatible
+        logger.warning("the idle loop was encoded for another stream (%s, other parameter "
+                       "sets); its frames are encoded again", video.codec)
+        return False
 
     def encode(self, tick: int, image: np.ndarray, pcm: bytes,
                loop: tuple[EncodedVideo, int] | None = None) -> bytes:
@@ -215,15 +207,12 @@ class FMP4Stream:
         its keyframes on and for as long as the loop's frames follow each other; the
         first frame encoded here after such a run is a keyframe.
         """
-        if loop is not None and self._carries(loop):
-            video, index = loop
-            self._writer.write_encoded(tick, video.frames[index], image)
-            self._loop_next = (video, (index + 1) % len(video.frames))
-            self.loop_frames += 1
+        carried, keyframe = self._splice.next_frame(loop)
+        if carried is not None:
+            self._writer.write_encoded(tick, carried, image)
         else:
-            if self._loop_next is not None:
-                self._writer.force_keyframe()  # its references are the loop's frames
-                self._loop_next = None
+            if keyframe:
+                self._writer.force_keyframe()  # the decoder's reference is a loop frame
             self._writer.write_frame(VideoFrame(image=image,
                                                 pts_ns=tick * NS_PER_S // self._fps,
                                                 index=tick))
@@ -249,8 +238,14 @@ def encode_fmp4_loop(frames: tuple[np.ndarray, ...], fps: int, *, size_px: int,
     """``frames`` (a loop) encoded once so that every :class:`FMP4Stream` of this size and
     these settings can carry them as they are (same parameter sets, a keyframe every
     fragment). Blocking."""
-    return encode_video_loop(frames, fps=fps, size_px=size_px, settings=settings,
+    return encode_h264_loop(frames, fps=fps, size_px=size_px, settings=settings,
                              keyframe_interval_s=FRAGMENT_S)
+
+
+def encode_webrtc_loop(frames: tuple[np.ndarray, ...], fps: int) -> EncodedVideo:
+    """``frames`` (a loop) encoded once as VP8 for WebRTC connections: the codec browsers
+    offer first (a connection that settles on another encodes the loop itself). Blocking."""
+    return encode_vp8_loop(frames, fps=fps)
 
 
 def mse_mime(init_segment: bytes) -> str:

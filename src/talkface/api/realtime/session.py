@@ -21,9 +21,9 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from talkface.api.auth import Principal
 from talkface.api.errors import AvatarNotFound
-from talkface.api.realtime.idle_clip import IdleClipSource, idle_clip_cache
+from talkface.api.realtime.idle_clip import EncodeLoop, IdleClipSource, idle_clip_cache
 from talkface.api.realtime.media import AvatarMedia
-from talkface.api.realtime.outgoing import encode_fmp4_loop, encode_jpeg
+from talkface.api.realtime.outgoing import encode_fmp4_loop, encode_jpeg, encode_webrtc_loop
 from talkface.api.schemas import (
     PROTOCOL_VERSION,
     ClientMessage,
@@ -208,10 +208,12 @@ class RealtimeSession:
         async def avatar_id() -> str:
             return conversation.options.avatar_id or await runtime.default_avatar()
 
-        encode_video = None
+        encode_video: EncodeLoop | None = None
         if output == "fmp4":
             encode_video = functools.partial(encode_fmp4_loop, size_px=size_px,
                                              settings=runtime.settings.output)
+        elif output == "webrtc":
+            encode_video = encode_webrtc_loop
         return IdleClipSource(cache=idle_clip_cache(runtime, settings), output=output,
                               size_px=size_px, phase_frames=conversation.seed,
                               avatar_id=avatar_id,

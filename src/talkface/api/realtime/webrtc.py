@@ -47,6 +47,7 @@ from talkface.api.state import ServerState
 from talkface.audio import PLAYBACK_RATE_HZ
 from talkface.errors import BadInput, Overloaded
 from talkface.messages import NS_PER_S, AudioChunk
+from talkface.output.encoded import LoopSplice
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,13 @@ async def _sleep_until(media: AvatarMedia, due_ns: int) -> int:
 
 
 class AvatarVideoTrack(MediaStreamTrack):
-    """The avatar's video at ``fps``, paced by the stream clock."""
+    """The avatar's video at ``fps``, paced by the stream clock.
+
+    While the avatar listens, the frames of its idle loop go out as the loop was encoded
+    once (:mod:`talkface.output.encoded`), when the connection's video codec is the
+    loop's (``codec``, set once the answer is made): aiortc sends an encoded packet as it
+    is. Its own encoder then starts again with a keyframe.
+    """
 
     kind = "video"
 
@@ -81,8 +88,16 @@ class AvatarVideoTrack(MediaStreamTrack):
         super().__init__()
         self._media = media
         self._tick = 0
+        self.codec: str | None = None
+        """The negotiated video codec, lower case ("vp8", "h264"), once known."""
+        self._splice = LoopSplice(lambda video: video.codec == self.codec)
 
-    async def recv(self) -> av.VideoFrame:
+    @property
+    def loop_frames(self) -> int:
+        """Frames sent as the idle loop's encoding (not encoded for this connection)."""
+        return self._splice.carried_frames
+
+    async def recv(self) -> av.VideoFrame | av.Packet:
         """The next frame, once it is due; after an event-loop stall, it skips ahead to now."""
         if self.readyState != "live":
             raise MediaStreamError
@@ -93,11 +108,20 @@ class AvatarVideoTrack(MediaStreamTrack):
             # The event loop stalled: jump to now rather than send a burst of old frames.
             self._tick = (media.clock.now_ns() - start) * fps // NS_PER_S
         image = media.video_frame(start + self._tick * NS_PER_S // fps)
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts = self._tick * VIDEO_CLOCK_HZ // fps
-        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK_HZ)
+        shown = media.idle_loop_frame(image)
+        loop = (shown[0].video, shown[1]) if shown is not None and shown[0].video else None
+        carried, keyframe = self._splice.next_frame(loop)
+        out: av.VideoFrame | av.Packet
+        if carried is not None:
+            out = av.Packet(carried.data)
+        else:
+            out = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if keyframe:  # the browser's reference is a loop frame the encoder never saw
+                out.pict_type = av.video.frame.PictureType.I
+        out.pts = self._tick * VIDEO_CLOCK_HZ // fps
+        out.time_base = fractions.Fraction(1, VIDEO_CLOCK_HZ)
         self._tick += 1
-        return frame
+        return out
 
 
 class AvatarAudioTrack(MediaStreamTrack):
@@ -159,6 +183,15 @@ def check_offer(offer_sdp: str) -> None:
         if media.kind in ("audio", "video") and not media.rtcp_mux:
             raise BadInput(f"the offer's {media.kind} section does not multiplex RTCP "
                            "(a=rtcp-mux), which this server needs")
+
+
+def answered_video_codec(answer_sdp: str) -> str | None:
+    """The video codec an SDP answer settles on (its video section's first), lower case
+    ("vp8", "h264"); None without video."""
+    for media in sdp.SessionDescription.parse(answer_sdp).media:
+        if media.kind == "video" and media.rtp.codecs:
+            return media.rtp.codecs[0].mimeType.split("/")[-1].lower()
+    return None
 
 
 def mono_pcm16(frame: av.AudioFrame) -> bytes:
@@ -266,6 +299,7 @@ class WebRTCTransport:
         if "audio" in kinds:
             pc.addTrack(self._audio)
         await pc.setLocalDescription(await pc.createAnswer())
+        self._video.codec = answered_video_codec(pc.localDescription.sdp)
         return pc.localDescription.sdp
 
     # --- events to the client --------------------------------------------------------------
