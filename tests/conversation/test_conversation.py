@@ -215,8 +215,14 @@ async def test_a_hung_llm_server_is_reported_and_the_next_turn_works(llama_serve
                 await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
-                             return_exceptions=True)
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
+                                 return_exceptions=True)
+        finally:
+            # Closed here, on this loop: a writer left for the garbage collector warns
+            # "loop is closed" in whichever later test collects it (CI saw it fail one).
+            for open_writer in (writer, up_writer):
+                open_writer.close()
 
     server = await asyncio.start_server(proxy, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -243,6 +249,7 @@ async def test_a_hung_llm_server_is_reported_and_the_next_turn_works(llama_serve
     finally:
         for writer in held:
             writer.close()
+        await asyncio.sleep(0)  # the transports close on the loop's next pass
         server.close()
         await server.wait_closed()
     hung, working = outcomes
