@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import re
+from collections.abc import Callable
 
 from talkface.text.sentences import SentenceSplitter, SplitOptions, ends_sentence
 
@@ -142,6 +143,13 @@ class ReplyGuard:
         else:
             end = max(self._released, self._sentences_end)
         return self._release(end)
+
+    def pass_on(self, delta: str, put: Callable[[str], None]) -> bool:
+        """:meth:`feed` ``delta`` and ``put`` what is released; True once the guard has
+        stopped the reply (the generation should end)."""
+        if out := self.feed(delta):
+            put(out)
+        return self.stop_reason is not None
 
     def finish(self, finish_reason: str) -> tuple[str, str]:
         """End the reply: (the text still to hand on, the finish reason to report).

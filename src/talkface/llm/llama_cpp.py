@@ -186,9 +186,7 @@ class LlamaCppLLM(LLMBackend):
                 text = choice["delta"].get("content")
                 if text:
                     completion += 1
-                    if out := guard.feed(text):
-                        request.stream.put(out)
-                    if guard.stop_reason is not None:
+                    if guard.pass_on(text, request.stream.put):
                         break
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]

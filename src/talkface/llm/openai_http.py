@@ -101,9 +101,7 @@ class OpenAICompatibleLLM(LLMBackend):
                         delta, reason = _parse_event(line)
                         if delta:
                             completion += 1
-                            if out := guard.feed(delta):
-                                request.stream.put(out)
-                            if guard.stop_reason is not None:
+                            if guard.pass_on(delta, request.stream.put):
                                 break
                         if reason:
                             finish = reason
