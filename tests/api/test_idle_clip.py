@@ -225,8 +225,7 @@ async def test_a_silent_fmp4_stream_carries_the_loop_encoded_once() -> None:
         start = media.start_clock()
         for tick in range(60):  # silent: what the WebSocket's clock does
             image = media.video_frame(start + tick * FRAME_NS)
-            at = media.idle_loop_frame(image)
-            send(tick, image, (at[0].video, at[1]) if at is not None and at[0].video else None)
+            send(tick, image, media.encoded_loop_frame(image))
         # Up to one fragment (0.5 s) is encoded before the loop's next keyframe.
         assert stream.loop_frames >= 60 - FADE_FRAMES - round(0.5 * FPS) - 1
         silent = stream.loop_frames

@@ -52,6 +52,7 @@ from talkface.messages import (
     SpeechAudio,
     VideoFrame,
 )
+from talkface.output.encoded import EncodedVideo
 from talkface.output.timeline import MediaSource, Timeline
 
 logger = logging.getLogger(__name__)
@@ -318,6 +319,14 @@ class AvatarMedia:
         if clip is None or index is None or image is not clip.frames[index]:
             return None
         return clip, index
+
+    def encoded_loop_frame(self, image: np.ndarray) -> tuple[EncodedVideo, int] | None:
+        """The idle loop's video encoded once and the index of ``image`` in it, when
+        ``image`` is a loop frame as rendered and the loop has such an encoding."""
+        shown = self.idle_loop_frame(image)
+        if shown is None or shown[0].video is None:
+            return None
+        return shown[0].video, shown[1]
 
     def cached_jpeg(self, image: np.ndarray) -> bytes | None:
         """``image`` as JPEG, when it is a frame of the idle loop as encoded once (else

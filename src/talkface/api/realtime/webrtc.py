@@ -108,8 +108,7 @@ class AvatarVideoTrack(MediaStreamTrack):
             # The event loop stalled: jump to now rather than send a burst of old frames.
             self._tick = (media.clock.now_ns() - start) * fps // NS_PER_S
         image = media.video_frame(start + self._tick * NS_PER_S // fps)
-        shown = media.idle_loop_frame(image)
-        loop = (shown[0].video, shown[1]) if shown is not None and shown[0].video else None
+        loop = media.encoded_loop_frame(image)
         carried, keyframe = self._splice.next_frame(loop)
         out: av.VideoFrame | av.Packet
         if carried is not None:

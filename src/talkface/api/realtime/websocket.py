@@ -313,8 +313,7 @@ class WebSocketTransport:
 
     async def _send_fmp4(self, tick: int, image: np.ndarray, pcm: bytes) -> None:
         assert self._fmp4 is not None
-        shown = self.session.media.idle_loop_frame(image)
-        loop = (shown[0].video, shown[1]) if shown is not None and shown[0].video else None
+        loop = self.session.media.encoded_loop_frame(image)
         data = await self._encoder.run(self._fmp4.encode, tick, image, pcm, loop)
         if not self._init_sent:
             self._head += data
