@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talkface.llm._kv_states import ConversationStates, SavedConversation, shared_messages
+from talkface.llm._kv_states import (
+    MIN_SHIFTED_TOKENS,
+    ConversationStates,
+    SavedConversation,
+    find_cut,
+    reusable_messages,
+    shared_messages,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +60,24 @@ def test_a_state_larger_than_the_cache_is_not_kept() -> None:
     states = ConversationStates(capacity_bytes=50)
     states.put(saved(SYSTEM, ("user", "a"), size=100))
     assert len(states) == 0 and states.size_bytes == 0
+
+
+def test_a_cut_history_is_served_by_the_conversation_it_was_cut_from() -> None:
+    turns = [(role, f"{role} {i}") for i in range(6) for role in ("user", "assistant")]
+    held = (SYSTEM, *turns)
+    cut = (SYSTEM, *turns[6:], ("user", "new"))  # the three oldest turns dropped
+    assert reusable_messages(held, cut) == (1 + 6, True)
+    assert reusable_messages(held, (SYSTEM, ("user", "other"))) == (1, False)
+    states = ConversationStates(capacity_bytes=1000)
+    states.put(saved(SYSTEM, ("user", "x"), ("assistant", "X")))
+    states.put(saved(*held))
+    assert states.take_best(cut, better_than=1).messages == held
+
+
+def test_the_dropped_tokens_are_found_between_the_kept_ones() -> None:
+    system, dropped, kept = [1, 2, 3], list(range(100, 140)), list(range(200, 260))
+    cut = find_cut(system + dropped + kept, system + kept + [7, 8])
+    assert (cut.start, cut.end, cut.kept) == (3, 43, 60)
+    assert find_cut(system + dropped, system + dropped + [9]) is None  # continued, not cut
+    short = kept[: MIN_SHIFTED_TOKENS - 1]
+    assert find_cut(system + dropped + short, system + short + [7]) is None  # not worth moving

@@ -205,3 +205,37 @@ async def test_a_reply_that_runs_into_the_end_of_the_context_ends_cleanly() -> N
         assert stats.finish_reason == "length", stats
         assert stats.prompt_tokens + stats.completion_tokens <= 256
         assert deltas
+
+
+async def test_a_cut_history_is_moved_up_not_evaluated_again() -> None:
+    """When a session's history is cut to fit, the kept turns stay in the KV cache (moved
+    up), even after another session used the model in between: a soak found four
+    sessions' cuts each evaluating ~2000 tokens again (half a minute apiece on one core),
+    so that other sessions' answers waited over a minute."""
+    from talkface.llm.memory import ConversationMemory
+
+    context_tokens, reply_tokens = 512, 24
+    small = LlamaCppLLM.load(LLMSettings(context_tokens=context_tokens,
+                                         max_reply_tokens=reply_tokens))
+    memory = ConversationMemory("You are a helpful assistant. Answer in one short sentence.",
+                                budget_tokens=context_tokens, reply_tokens=reply_tokens,
+                                count_tokens=small.count_tokens)
+    other = prompt("Name a colour.")
+    cuts, previous_length = [], 0
+    for i in range(30):
+        messages = memory.prompt(f"Question {i}: what is {i} plus {i}? Answer with the sum.")
+        deltas, stats = await generate(small, messages, max_tokens=reply_tokens, temperature=0)
+        if len(messages) < previous_length:  # cut: only the new question is evaluated
+            cuts.append(i)
+            # (its message frame and the end of the previous reply: ~10 tokens more)
+            assert stats.evaluated_prompt_tokens <= small.count_tokens(messages[-1].content) + 16
+        memory.record(messages[-1].content, "".join(deltas))
+        previous_length = len(messages)
+        await generate(small, other, max_tokens=4)  # another session in between
+        if len(cuts) == 2:
+            break
+    assert len(cuts) == 2, "the history was never cut: make the test's turns longer"
+    # The moved-up history still means what it said: the model answers from it.
+    question = memory.prompt("What did you say the sum of 3 plus 3 was, or the last sum you gave?")
+    deltas, _ = await generate(small, question, max_tokens=reply_tokens, temperature=0)
+    assert "".join(deltas).strip()

@@ -9,8 +9,17 @@ here (about 12 KB per token for Qwen2.5-Coder-0.5B, 23 KB for SmolLM2-135M, a fe
 milliseconds to copy), and restored when its session speaks next.
 
 Conversations are matched by their messages, not by an id: a conversation's next prompt
-starts with the messages of its previous prompt and reply. The cache is bounded in bytes
-and forgets the least recently used conversation first.
+starts with the messages of its previous prompt and reply, or, once its history was cut to
+fit the context (:mod:`talkface.llm.memory`), with the system prompt and then the later part
+of them. The cache is bounded in bytes and forgets the least recently used conversation
+first.
+
+A cut history is not evaluated again: :func:`find_cut` finds the dropped tokens in the held
+ones, and llama.cpp removes them from the KV cache and moves the rest up (RoPE positions
+shift exactly; the kept tokens' deeper-layer values still carry what they attended to in
+the dropped turns, the approximation llama.cpp's own context shift makes). Evaluating the
+kept half again cost ~2000 tokens at ~17 ms each on one core: half a minute, during which
+every other session's answer waited.
 """
 
 from __future__ import annotations
@@ -37,6 +46,58 @@ def common_prefix_length(a: Sequence[object], b: Sequence[object]) -> int:
 
 shared_messages = common_prefix_length
 """How many leading messages two conversations have in common."""
+
+MIN_SHIFTED_TOKENS = 32
+"""Fewest tokens worth keeping across a cut: a shorter run is cheaper to evaluate again
+than to move (and is likely a chance match, not the conversation's own turns)."""
+
+
+def reusable_messages(saved: Sequence[object], messages: Sequence[object]) -> tuple[int, bool]:
+    """How much of ``messages`` a KV cache holding the conversation ``saved`` serves.
+
+    Returns how many messages of ``messages`` it holds (the leading ones both share, plus,
+    when ``messages`` dropped older turns of ``saved``, the run of ``saved``'s later
+    messages that follows), and whether ``messages`` continues ``saved`` to its end.
+    """
+    shared = common_prefix_length(saved, messages)
+    if shared == len(saved):
+        return shared, True
+    best, to_end = shared, False
+    for start in range(shared + 1, len(saved)):
+        run = common_prefix_length(saved[start:], messages[shared:])
+        if run and shared + run > best:
+            best, to_end = shared + run, start + run == len(saved)
+    return best, to_end
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Held tokens ``[start, end)`` a prompt dropped; the ``kept`` tokens after them follow on."""
+
+    start: int
+    end: int
+    kept: int
+
+
+def find_cut(held: Sequence[int], prompt: Sequence[int]) -> Cut | None:
+    """Where ``prompt`` drops a span of the evaluated tokens ``held`` and goes on with the
+    tokens after it (a history cut to fit); None when it does not, or keeps too few
+    (:data:`MIN_SHIFTED_TOKENS`) for moving them to be worth it."""
+    start = common_prefix_length(held, prompt)
+    if start >= len(held) or start >= len(prompt):
+        return None
+    held_ids = np.asarray(held)
+    rest = np.asarray(prompt[start:])
+    best: Cut | None = None
+    for end in np.flatnonzero(held_ids[start + 1 :] == rest[0]) + start + 1:
+        length = min(len(held_ids) - end, len(rest))
+        differ = np.flatnonzero(held_ids[end : end + length] != rest[:length])
+        kept = int(differ[0]) if len(differ) else length
+        if best is None or kept > best.kept:
+            best = Cut(start=start, end=int(end), kept=kept)
+    if best is None or best.kept < MIN_SHIFTED_TOKENS:
+        return None
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +145,11 @@ class ConversationStates:
     def take_best(
         self, messages: Sequence[tuple[str, str]], better_than: int
     ) -> SavedConversation | None:
-        """Remove and return the saved conversation sharing the most leading messages with
-        ``messages``, if it shares more than ``better_than`` of them."""
+        """Remove and return the saved conversation that serves the most messages of
+        ``messages`` (:func:`reusable_messages`), if it serves more than ``better_than``."""
         best, best_shared = None, better_than
         for saved in self._saved:
-            shared = shared_messages(saved, tuple(messages))
+            shared, _ = reusable_messages(saved, tuple(messages))
             if shared > best_shared:
                 best, best_shared = saved, shared
         if best is None:

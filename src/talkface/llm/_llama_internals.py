@@ -2,7 +2,7 @@
 
 Reusing and swapping a conversation's KV cache needs what llama-cpp-python does not make
 public: the tokens a ``Llama`` evaluated (``_input_ids``, ``input_ids``, ``n_tokens``), its
-raw context (``_ctx.ctx``) and the low-level ``llama_state_seq_*`` / ``llama_memory_seq_rm``
+raw context (``_ctx.ctx``) and the low-level ``llama_state_seq_*`` / ``llama_memory_seq_*``
 functions. Nothing else in talkface touches them; :func:`missing_internals` names what an
 upgrade removed or renamed, and ``tests/llm/test_llama_internals.py`` fails on it.
 """
@@ -19,6 +19,7 @@ __all__ = [
     "LLAMA_ATTRIBUTES",
     "MODULE_FUNCTIONS",
     "SequenceState",
+    "drop_tokens",
     "evaluated_count",
     "evaluated_tokens",
     "missing_internals",
@@ -31,6 +32,8 @@ MODULE_FUNCTIONS = (
     "llama_state_seq_get_data",
     "llama_state_seq_set_data",
     "llama_memory_seq_rm",
+    "llama_memory_seq_add",
+    "llama_memory_can_shift",
     "llama_get_memory",
 )
 """The ``llama_cpp`` module functions used here."""
@@ -98,4 +101,21 @@ def restore_sequence(llama: Any, state: SequenceState) -> bool:
     count = len(state.token_ids)
     llama.input_ids[:count] = state.token_ids
     llama.n_tokens = count
+    return True
+
+
+def drop_tokens(llama: Any, start: int, end: int) -> bool:
+    """Remove evaluated tokens ``[start, end)`` from the KV cache and move the ones after
+    them up by ``end - start`` positions (llama.cpp re-rotates their keys at the next
+    decode). False, changing nothing, for a model whose positions cannot be moved."""
+    import llama_cpp
+
+    memory = llama_cpp.llama_get_memory(llama._ctx.ctx)
+    if not llama_cpp.llama_memory_can_shift(memory):
+        return False
+    held = evaluated_count(llama)
+    llama_cpp.llama_memory_seq_rm(memory, _SEQUENCE, start, end)
+    llama_cpp.llama_memory_seq_add(memory, _SEQUENCE, end, -1, start - end)
+    llama.input_ids[start : held - (end - start)] = llama.input_ids[end:held].copy()
+    llama.n_tokens = held - (end - start)
     return True

@@ -30,7 +30,8 @@ from talkface.llm._kv_states import (
     Messages,
     SavedConversation,
     common_prefix_length,
-    shared_messages,
+    find_cut,
+    reusable_messages,
 )
 from talkface.llm.base import (
     ChatMessage,
@@ -107,10 +108,18 @@ class LlamaCppLLM(LLMBackend):
     def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Tokens of the prompt llama.cpp will evaluate for ``messages``: rendered by the
         model's own chat template, exactly (estimated when the model has none)."""
-        if self._render_prompt is None:
+        token_ids = self._prompt_token_ids(messages)
+        if token_ids is None:
             return super().count_prompt_tokens(messages)
+        return len(token_ids)
+
+    def _prompt_token_ids(self, messages: Sequence[ChatMessage]) -> list[int] | None:
+        """The tokens llama.cpp will evaluate for ``messages``; None when the model has no
+        chat template to render them by."""
+        if self._render_prompt is None:
+            return None
         prompt = self._render_prompt([{"role": m.role, "content": m.content} for m in messages])
-        return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        return list(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def saved_state_bytes(self) -> int:
         """Bytes of the saved conversations' KV states (at most ``conversation_cache_mb``)."""
@@ -138,8 +147,13 @@ class LlamaCppLLM(LLMBackend):
         messages = tuple((m.role, m.content) for m in request.messages)
         self._switch_to(messages)
         self._held = ()  # unknown until this generation ends well
+        token_ids = self._prompt_token_ids(request.messages)
+        prompt_tokens = (
+            len(token_ids) if token_ids is not None else self.count_prompt_tokens(request.messages)
+        )
+        if token_ids is not None:
+            self._drop_cut_history(token_ids)
         previous = internals.evaluated_tokens(self._llama)  # what llama.cpp holds now
-        prompt_tokens = self.count_prompt_tokens(request.messages)
         room = self._llama.n_ctx() - prompt_tokens - UTF8_OVERRUN_TOKENS
         if room < 1:
             raise BadInput(
@@ -198,11 +212,20 @@ class LlamaCppLLM(LLMBackend):
             finish = "length"
         return completion, finish
 
+    def _drop_cut_history(self, token_ids: list[int]) -> None:
+        """When the prompt drops older turns of the conversation llama.cpp holds (its
+        history was cut to fit the context), take them out of the KV cache and move the
+        later turns up instead of evaluating those again."""
+        cut = find_cut(internals.evaluated_tokens(self._llama), token_ids)
+        if cut is not None and internals.drop_tokens(self._llama, cut.start, cut.end):
+            dropped = cut.end - cut.start
+            logger.debug("a cut history: %d tokens dropped, %d moved up", dropped, cut.kept)
+
     def _switch_to(self, messages: Messages) -> None:
-        """Put the saved state that best starts ``messages`` into llama.cpp's KV cache,
+        """Put the saved state that serves most of ``messages`` into llama.cpp's KV cache,
         saving the conversation held now if this prompt does not continue it."""
-        held_shared = shared_messages(self._held, messages)
-        if self._held and held_shared < len(self._held):
+        held_shared, continued = reusable_messages(self._held, messages)
+        if self._held and not continued:
             self._saved.put(self._save_held())
         found = self._saved.take_best(messages, better_than=held_shared)
         if found is not None:

@@ -23,10 +23,11 @@ INTERRUPTED_MARK = " [interrupted by the user]"
 KEEP_AFTER_CUT = 0.5
 """When the history no longer fits, it is cut to this share of the room (keeping at least
 the newest turn), not just to fit: the prompt then starts the same way for many turns,
-and an LLM that keeps its evaluated prefix (llama.cpp) reads the history again once per
-cut instead of at every turn. A soak found the difference: with the window sliding by one
-turn each time, every turn re-read ~4000 tokens (seconds on 2 cores) and the LLM's queue
-grew without end once four sessions' histories were full."""
+and an LLM that keeps its evaluated prefix reuses it for many turns. A soak found the
+difference: with the window sliding by one turn each time, every turn re-read ~4000 tokens
+(seconds on 2 cores) and the LLM's queue grew without end once four sessions' histories
+were full. llama.cpp does not even read the kept half again: it moves it up in its KV cache
+(:func:`talkface.llm._kv_states.find_cut`); an LLM server elsewhere may."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
