@@ -20,6 +20,9 @@ _KEYS_ENV = "TALKFACE_API_KEYS"
 _SECRET_ENV = "TALKFACE_TOKEN_SECRET"
 _served = False  # set once uvicorn, in this process, has asked for the app
 
+KEEP_ALIVE_S = 75
+"""Seconds an idle HTTP connection stays open (longer than clients and proxies keep theirs)."""
+
 
 def api_keys_from_env() -> tuple[str, ...]:
     """``TALKFACE_API_KEYS=k1,k2`` as a tuple (empty when unset)."""
@@ -113,6 +116,11 @@ def run_serve(*, host: str | None, port: int | None, workers: int,
         # Live sessions are drained before uvicorn closes connections (talkface.api.shutdown);
         # this bounds what is left after that (HTTP requests in flight).
         timeout_graceful_shutdown=int(server.shutdown_grace_s) + 5,
+        # An idle keep-alive connection is closed after this long. uvicorn's 5 s equals
+        # httpx's (and many clients') own expiry, so a request sent just then met a closing
+        # socket (a soak's speech request failed with ReadError); and a load balancer in
+        # front (idle timeout 60 s by default on the common ones) must close first.
+        timeout_keep_alive=KEEP_ALIVE_S,
         # The WebSocket carries JPEG, fMP4 and PCM: deflate would spend CPU on both ends
         # (measured: ~7 % of a live session's server CPU) to shrink nothing.
         ws_per_message_deflate=False,
