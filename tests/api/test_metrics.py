@@ -58,8 +58,8 @@ def test_engine_batches_and_queues_are_measured(http: httpx.Client) -> None:
     assert {"asr", "llm", "animator", "tts:joe"} <= engines
     assert value(after, "talkface_active_sessions") == 0
     assert ("talkface_pending_renders", ()) in after
-    # The LLM's saved conversations are RSS that grows by design (bench/soak.py tells it
-    # apart from a leak): reported in bytes, within llm.conversation_cache_mb.
+    # The LLM's saved conversations (files on disk): reported in bytes, within
+    # llm.conversation_cache_mb.
     saved = after[("talkface_llm_saved_state_bytes", ())]
     assert 0 <= saved <= 512 * 1_000_000
 

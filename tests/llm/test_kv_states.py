@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,26 @@ SYSTEM = ("system", "be brief")
 
 
 def saved(*messages: tuple[str, str], size: int = 100) -> SavedConversation:
-    return SavedConversation(tuple(messages), np.arange(3), object(), size)
+    return SavedConversation(tuple(messages), np.arange(3), Path("/nonexistent.kv"), size)
+
+
+def test_states_live_in_files_that_go_with_them() -> None:
+    states = ConversationStates(capacity_bytes=250)
+    files = []
+    for name in "abc":
+        path = states.new_path()
+        path.write_bytes(b"x" * 100)
+        files.append(path)
+        states.put(SavedConversation((SYSTEM, ("user", name)), np.arange(3), path, 100))
+    assert len({f.parent for f in files}) == 1 and len(set(files)) == 3
+    # The least recently saved was forgotten to stay within 250 bytes: its file with it.
+    assert not files[0].exists() and files[1].exists() and files[2].exists()
+    taken = states.take_best((SYSTEM, ("user", "b"), ("user", "more")), better_than=1)
+    assert taken is not None and taken.path == files[1]
+    taken.discard()
+    assert not files[1].exists()
+    states.close()
+    assert not files[2].parent.exists()
 
 
 def test_the_conversation_sharing_most_messages_is_taken() -> None:

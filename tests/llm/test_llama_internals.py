@@ -6,6 +6,7 @@ When an upgrade removes or renames one, these fail naming it: fix
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,17 +52,18 @@ def test_a_loaded_model_has_every_internal(llama: Any) -> None:
 
 
 @pytest.mark.integration
-def test_a_saved_sequence_restores_the_same_state(llama: Any) -> None:
-    """Save a conversation, evaluate another, restore: the model continues exactly as if
-    it had never been swapped out."""
+def test_a_saved_sequence_restores_the_same_state(llama: Any, tmp_path: Path) -> None:
+    """Save a conversation to a file, evaluate another, restore: the model continues
+    exactly as if it had never been swapped out."""
     prompt = llama.tokenize(b"The river that runs through Paris is called the", add_bos=True)
     other = llama.tokenize(b"Rice needs twice its volume of water.", add_bos=True)
     llama.reset()
     llama.eval(prompt)
     assert internals.evaluated_tokens(llama) == prompt
     assert internals.evaluated_tokens(llama, 3) == prompt[:3]
-    saved = internals.save_sequence(llama)
-    assert saved.size_bytes > 0 and list(saved.token_ids) == prompt
+    saved = internals.save_sequence(llama, tmp_path / "state.kv")
+    assert saved.size_bytes == saved.path.stat().st_size > 0
+    assert list(saved.token_ids) == prompt
     expected = next_scores(llama, other[1])
 
     llama.reset()
@@ -69,3 +71,19 @@ def test_a_saved_sequence_restores_the_same_state(llama: Any) -> None:
     assert internals.restore_sequence(llama, saved)
     assert internals.evaluated_tokens(llama) == prompt
     np.testing.assert_allclose(next_scores(llama, other[1]), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.integration
+def test_a_lost_state_file_empties_the_cache(llama: Any, tmp_path: Path) -> None:
+    """A state whose file is gone (or cut short) is refused, and the next prompt is then
+    evaluated afresh rather than on a half-restored cache."""
+    prompt = llama.tokenize(b"Bread rises because yeast makes gas.", add_bos=True)
+    llama.reset()
+    llama.eval(prompt)
+    saved = internals.save_sequence(llama, tmp_path / "state.kv")
+    saved.path.write_bytes(saved.path.read_bytes()[: saved.size_bytes // 2])
+    assert not internals.restore_sequence(llama, saved)
+    assert internals.evaluated_count(llama) == 0
+    saved.path.unlink()
+    assert not internals.restore_sequence(llama, saved)
+    assert internals.evaluated_count(llama) == 0

@@ -171,8 +171,8 @@ class _GaugeCollector(Collector):
         if llm is not None:
             saved = GaugeMetricFamily(
                 "talkface_llm_saved_state_bytes",
-                "Bytes of conversations' LLM KV caches kept in memory (bounded by "
-                "llm.conversation_cache_mb): part of the process's RSS that grows by design.")
+                "Bytes of conversations' LLM KV caches kept in files of the temporary "
+                "directory (bounded by llm.conversation_cache_mb), not in memory.")
             saved.add_metric([], llm.saved_state_bytes())
             yield saved
         replicas = state.runtime.deployment_replicas()

@@ -3,10 +3,17 @@
 llama.cpp holds one evaluated prompt at a time. One session alone extends it turn after
 turn and evaluates only its new words; but when two sessions alternate, each turn finds
 the other session's conversation in the cache and evaluates its whole history again
-(on this 2-core box, ~6 ms per token: a 600-token history costs 3.5 s before the first
+(on this 2-core box, ~17 ms per token: a 600-token history costs 10 s before the first
 word). So before the model switches to another conversation, the one it holds is saved
-here (about 12 KB per token for Qwen2.5-Coder-0.5B, 23 KB for SmolLM2-135M, a few
-milliseconds to copy), and restored when its session speaks next.
+here (about 12 KB per token for Qwen2.5-Coder-0.5B, 23 KB for SmolLM2-135M), and restored
+when its session speaks next.
+
+The states are kept in files (in a folder of the system's temporary directory, removed
+when the model closes), not in the process's memory: held in RAM they made the server's
+RSS grow by up to ``conversation_cache_mb`` as conversations came and went (+220 MB in an
+hour's soak of four sessions), memory a box must budget per process. In files they sit in
+the page cache, which the kernel can reclaim, and llama.cpp streams them layer by layer
+(no whole copy in memory); a 2000-token state takes ~10-20 ms to write or read.
 
 Conversations are matched by their messages, not by an id: a conversation's next prompt
 starts with the messages of its previous prompt and reply, or, once its history was cut to
@@ -25,8 +32,13 @@ every other session's answer waited.
 from __future__ import annotations
 
 import collections
+import itertools
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -102,16 +114,21 @@ def find_cut(held: Sequence[int], prompt: Sequence[int]) -> Cut | None:
 
 @dataclass(frozen=True, slots=True)
 class SavedConversation:
-    """One conversation's evaluated tokens and the KV-cache bytes that hold them."""
+    """One conversation's evaluated tokens and the file of KV-cache bytes that hold them."""
 
     messages: Messages
     token_ids: np.ndarray
-    kv_state: object  # a ctypes byte array, handed back to llama.cpp as it came
+    path: Path
     size_bytes: int
+
+    def discard(self) -> None:
+        """Remove the state's file (it was restored, superseded or forgotten)."""
+        self.path.unlink(missing_ok=True)
 
 
 class ConversationStates:
-    """A byte-bounded LRU of :class:`SavedConversation`, matched by message prefix.
+    """A byte-bounded LRU of :class:`SavedConversation`, matched by message prefix; their
+    files live in one folder of the system's temporary directory, made when first needed.
 
     Args:
         capacity_bytes: most bytes of KV state kept; 0 keeps nothing.
@@ -123,6 +140,24 @@ class ConversationStates:
             collections.OrderedDict()
         )
         self._bytes = 0
+        self._folder: Path | None = None
+        self._file_numbers = itertools.count()
+        self._remove_folder: weakref.finalize | None = None
+
+    def new_path(self) -> Path:
+        """A path in the states' folder for the next state to be saved to."""
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="talkface-kv-"))
+            # Removed at close, or when the process exits without closing the model.
+            self._remove_folder = weakref.finalize(self, shutil.rmtree, self._folder, True)
+        return self._folder / f"{next(self._file_numbers)}.kv"
+
+    def close(self) -> None:
+        """Forget every state and remove their folder."""
+        self._saved.clear()
+        self._bytes = 0
+        if self._remove_folder is not None:
+            self._remove_folder()
 
     def __len__(self) -> int:
         return len(self._saved)
@@ -134,6 +169,7 @@ class ConversationStates:
     def put(self, saved: SavedConversation) -> None:
         """Keep ``saved``, replacing older states of the same conversation."""
         if saved.size_bytes > self.capacity_bytes:
+            saved.discard()
             return
         for messages in [m for m in self._saved if shared_messages(m, saved.messages) == len(m)]:
             self._drop(messages)  # an earlier turn of this conversation: superseded
@@ -146,7 +182,8 @@ class ConversationStates:
         self, messages: Sequence[tuple[str, str]], better_than: int
     ) -> SavedConversation | None:
         """Remove and return the saved conversation that serves the most messages of
-        ``messages`` (:func:`reusable_messages`), if it serves more than ``better_than``."""
+        ``messages`` (:func:`reusable_messages`), if it serves more than ``better_than``;
+        the caller discards it once restored."""
         best, best_shared = None, better_than
         for saved in self._saved:
             shared, _ = reusable_messages(saved, tuple(messages))
@@ -154,9 +191,11 @@ class ConversationStates:
                 best, best_shared = saved, shared
         if best is None:
             return None
-        found = self._saved[best]
-        self._drop(best)
+        found = self._saved.pop(best)
+        self._bytes -= found.size_bytes
         return found
 
     def _drop(self, messages: Messages) -> None:
-        self._bytes -= self._saved.pop(messages).size_bytes
+        dropped = self._saved.pop(messages)
+        self._bytes -= dropped.size_bytes
+        dropped.discard()

@@ -2,15 +2,17 @@
 
 Reusing and swapping a conversation's KV cache needs what llama-cpp-python does not make
 public: the tokens a ``Llama`` evaluated (``_input_ids``, ``input_ids``, ``n_tokens``), its
-raw context (``_ctx.ctx``) and the low-level ``llama_state_seq_*`` / ``llama_memory_seq_*``
-functions. Nothing else in talkface touches them; :func:`missing_internals` names what an
-upgrade removed or renamed, and ``tests/llm/test_llama_internals.py`` fails on it.
+raw context (``_ctx.ctx``) and the low-level ``llama_state_seq_*_file`` /
+``llama_memory_*`` functions. Nothing else in talkface touches them;
+:func:`missing_internals` names what an upgrade removed or renamed, and
+``tests/llm/test_llama_internals.py`` fails on it.
 """
 
 from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +30,8 @@ __all__ = [
 ]
 
 MODULE_FUNCTIONS = (
-    "llama_state_seq_get_size",
-    "llama_state_seq_get_data",
-    "llama_state_seq_set_data",
+    "llama_state_seq_save_file",
+    "llama_state_seq_load_file",
     "llama_memory_seq_rm",
     "llama_memory_seq_add",
     "llama_memory_can_shift",
@@ -46,10 +47,10 @@ _SEQUENCE = 0  # llama-cpp-python keeps its one conversation in sequence 0
 
 @dataclass(frozen=True, slots=True)
 class SequenceState:
-    """A copy of sequence 0's KV cache and the tokens it holds."""
+    """A file holding a copy of sequence 0's KV cache, and the tokens it holds."""
 
     token_ids: np.ndarray
-    kv_state: object  # a ctypes byte array, handed back to llama.cpp as it came
+    path: Path
     size_bytes: int
 
 
@@ -76,29 +77,36 @@ def evaluated_tokens(llama: Any, count: int | None = None) -> list[int]:
     return [int(t) for t in llama._input_ids[: held if count is None else min(count, held)]]
 
 
-def save_sequence(llama: Any) -> SequenceState:
-    """Copy the KV cache and the tokens it holds, to hand to :func:`restore_sequence`."""
+def save_sequence(llama: Any, path: Path) -> SequenceState:
+    """Write the KV cache and the tokens it holds to ``path`` (llama.cpp writes it layer by
+    layer, never a whole copy in memory), to hand to :func:`restore_sequence`."""
     import llama_cpp
 
-    ctx = llama._ctx.ctx
-    size = llama_cpp.llama_state_seq_get_size(ctx, _SEQUENCE)
-    buffer = (ctypes.c_uint8 * size)()
-    written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, _SEQUENCE)
-    token_ids = llama.input_ids[: llama.n_tokens].copy()
-    return SequenceState(token_ids=token_ids, kv_state=buffer, size_bytes=int(written))
+    count = evaluated_count(llama)
+    token_ids = llama.input_ids[:count].copy()
+    tokens = (llama_cpp.llama_token * count)(*token_ids.tolist())
+    written = llama_cpp.llama_state_seq_save_file(
+        llama._ctx.ctx, str(path).encode(), _SEQUENCE, tokens, count
+    )
+    return SequenceState(token_ids=token_ids, path=path, size_bytes=int(written))
 
 
 def restore_sequence(llama: Any, state: SequenceState) -> bool:
-    """Replace the KV cache with ``state``; False (and an empty cache) when llama.cpp
-    refuses it, so the next prompt is evaluated afresh."""
+    """Replace the KV cache with the one saved in ``state``; False (and an empty cache)
+    when llama.cpp refuses it or its file is gone, so the next prompt is evaluated afresh."""
     import llama_cpp
 
     ctx = llama._ctx.ctx
     llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), _SEQUENCE, -1, -1)
-    if llama_cpp.llama_state_seq_set_data(ctx, state.kv_state, state.size_bytes, _SEQUENCE) == 0:
+    count = len(state.token_ids)
+    tokens = (llama_cpp.llama_token * max(count, 1))()
+    read_count = ctypes.c_size_t(0)
+    loaded = state.path.is_file() and llama_cpp.llama_state_seq_load_file(
+        ctx, str(state.path).encode(), _SEQUENCE, tokens, count, ctypes.byref(read_count)
+    )
+    if not loaded or read_count.value != count:
         llama.reset()
         return False
-    count = len(state.token_ids)
     llama.input_ids[:count] = state.token_ids
     llama.n_tokens = count
     return True

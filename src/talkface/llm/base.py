@@ -63,7 +63,8 @@ class LLMSettings(StageSettings):
             the oldest turns are dropped beyond it.
         num_threads: llama.cpp threads (1 unless the box is otherwise idle).
         conversation_cache_mb: llama.cpp: KV caches of other sessions' conversations kept
-            in memory so that sessions taking turns do not re-read their histories.
+            (in files of the temporary directory, not in memory) so that sessions taking
+            turns do not re-read their histories.
         connect_timeout_s: longest wait to reach a server.
         first_token_timeout_s: longest wait for the first token (a hung server).
         timeout_s: longest a whole reply may take.
@@ -231,8 +232,8 @@ class LLMBackend(ABC):
         )
 
     def saved_state_bytes(self) -> int:
-        """Bytes of other conversations' KV caches kept in this process's memory (a
-        bounded cache: ``conversation_cache_mb``); 0 for models that keep none here."""
+        """Bytes of other conversations' KV caches kept by this process (on disk, a bounded
+        cache: ``conversation_cache_mb``); 0 for models that keep none here."""
         return 0
 
     async def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationStats]:
