@@ -60,6 +60,35 @@ async def test_requests_queue_while_a_batch_runs_and_join_the_next_one() -> None
     await engine.aclose()
 
 
+async def test_a_backend_that_interleaves_gets_several_batches_at_once() -> None:
+    recorder = Recorder()
+    engine = Engine("llm", recorder, BatchingOptions(max_batch_size=1, max_wait_ms=0,
+                                                      max_concurrent_batches=2))
+    recorder.gate.clear()
+    jobs = [asyncio.create_task(engine.submit(i)) for i in range(3)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    # Two batches handed over while neither has returned; the third waits for a slot.
+    assert recorder.batches == [[0], [1]] and engine.queue_depth == 1
+    recorder.gate.set()
+    assert await asyncio.gather(*jobs) == [0, 10, 20]
+    assert recorder.batches == [[0], [1], [2]]
+    await engine.aclose()
+
+
+async def test_closing_cancels_every_batch_under_way() -> None:
+    recorder = Recorder()
+    engine = Engine("llm", recorder, BatchingOptions(max_batch_size=1, max_wait_ms=0,
+                                                      max_concurrent_batches=2))
+    recorder.gate.clear()
+    jobs = [asyncio.create_task(engine.submit(i)) for i in range(2)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await engine.aclose()
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+
+
 async def test_a_full_queue_refuses_at_once_with_overloaded() -> None:
     recorder = Recorder()
     recorder.gate.clear()

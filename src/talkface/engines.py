@@ -13,6 +13,11 @@ stutter. A request whose caller was cancelled (barge-in) is skipped before it ru
 Live before batch: work submitted inside :func:`offline_work` (render jobs) waits in a
 second lane, taken only when no live request (a session's turn) is waiting, so a long
 render never queues ahead of a conversation.
+
+An engine hands the backend one batch at a time, except where the backend shares the
+model between calls itself (``max_concurrent_batches``): the llama.cpp LLM takes several
+replies at once and lets them take turns by sentence, so no reply waits for another's
+whole length.
 """
 
 from __future__ import annotations
@@ -48,12 +53,16 @@ class BatchingOptions:
         max_wait_ms: longest a request waits for others to join its batch.
         max_queue_size: requests waiting beyond this are refused with ``Overloaded``.
         timeout_s: longest one batch may run before its requests fail (retryable).
+        max_concurrent_batches: batches handed to the backend before the first returns;
+            more than 1 only for a backend that interleaves them itself (the llama.cpp
+            LLM takes turns by sentence, so no reply waits for another's whole length).
     """
 
     max_batch_size: int = 8
     max_wait_ms: float = 2.0
     max_queue_size: int = 256
     timeout_s: float = 60.0
+    max_concurrent_batches: int = 1
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -64,6 +73,8 @@ class BatchingOptions:
             raise ValueError("max_queue_size must be at least 1")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if self.max_concurrent_batches < 1:
+            raise ValueError("max_concurrent_batches must be at least 1")
 
 
 class BatchingSettings(BaseModel):
@@ -73,6 +84,8 @@ class BatchingSettings(BaseModel):
         max_batch_size: most requests run together in one model call.
         max_wait_ms: longest a request waits for others to join its batch.
         max_queue_size: requests waiting beyond this are refused with ``Overloaded``.
+        max_concurrent_batches: batches handed to the backend at once (see
+            :class:`BatchingOptions`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -80,6 +93,7 @@ class BatchingSettings(BaseModel):
     max_batch_size: int = Field(8, ge=1, le=256)
     max_wait_ms: float = Field(2.0, ge=0, le=1000)
     max_queue_size: int = Field(256, ge=1)
+    max_concurrent_batches: int = Field(default=1, ge=1, le=64)
 
     def options(self, timeout_s: float) -> BatchingOptions:
         """These limits, with ``timeout_s`` for a whole batch, as the engine takes them."""
@@ -88,6 +102,7 @@ class BatchingSettings(BaseModel):
             max_wait_ms=self.max_wait_ms,
             max_queue_size=self.max_queue_size,
             timeout_s=timeout_s,
+            max_concurrent_batches=self.max_concurrent_batches,
         )
 
 
@@ -352,58 +367,73 @@ class Engine(Generic[RequestT, ResultT]):
         return batch
 
     async def _work(self, queue: _Lanes[RequestT, ResultT]) -> None:
-        while True:
-            batch = await self._gather_batch(queue)
-            live = [p for p in batch if not p.future.done()]
-            self.stats.skipped_cancelled += len(batch) - len(live)
-            if not live:
-                continue
-            started_s = time.perf_counter()
-            max_wait_ms = (started_s - min(p.enqueued_s for p in live)) * 1000.0
-            try:
-                async with asyncio.timeout(self.options.timeout_s):
-                    results = await self._run_batch([p.request for p in live])
-                if len(results) != len(live):
-                    raise BackendError(
-                        f"engine {self.name} returned {len(results)} results for "
-                        f"{len(live)} requests; this is a bug in the backend",
-                        retryable=False,
-                    )
-            except asyncio.CancelledError:
-                for p in live:
-                    p.future.cancel()
-                raise
-            except TimeoutError:
-                self.stats.failed += len(live)
-                error = BackendError(
-                    f"engine {self.name} took longer than {self.options.timeout_s:g} s; "
-                    "the box may be overloaded, try again",
-                    retryable=True,
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                while len(running) >= self.options.max_concurrent_batches:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                batch = await self._gather_batch(queue)
+                live = [p for p in batch if not p.future.done()]
+                self.stats.skipped_cancelled += len(batch) - len(live)
+                if not live:
+                    continue
+                task = asyncio.get_running_loop().create_task(self._run(live))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
+
+    async def _run(self, live: list[_Pending[RequestT, ResultT]]) -> None:
+        """Run one batch and settle its requests' futures."""
+        started_s = time.perf_counter()
+        max_wait_ms = (started_s - min(p.enqueued_s for p in live)) * 1000.0
+        try:
+            async with asyncio.timeout(self.options.timeout_s):
+                results = await self._run_batch([p.request for p in live])
+            if len(results) != len(live):
+                raise BackendError(
+                    f"engine {self.name} returned {len(results)} results for "
+                    f"{len(live)} requests; this is a bug in the backend",
+                    retryable=False,
                 )
-                for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(error)
-            except Exception as exc:
-                self.stats.failed += len(live)
-                failure: TalkfaceError = exc if isinstance(exc, TalkfaceError) else BackendError(
-                    f"engine {self.name} failed: {type(exc).__name__}: {exc}", retryable=False
-                )
-                if not isinstance(exc, TalkfaceError):
-                    logger.exception("engine %s batch failed", self.name)
-                for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(failure)
-            else:
-                for p, result in zip(live, results, strict=True):
-                    if not p.future.done():
-                        p.future.set_result(result)
-            service_ms = (time.perf_counter() - started_s) * 1000.0
-            self.stats.batches += 1
-            self.stats.batch_sizes[len(live)] += 1
-            self.stats.recent_service_ms.append((len(live), service_ms))
-            self.stats.recent_wait_ms.append(max_wait_ms)
-            for observer in self._observers:
-                observer(self.name, len(live), max_wait_ms, service_ms)
+        except asyncio.CancelledError:
+            for p in live:
+                p.future.cancel()
+            raise
+        except TimeoutError:
+            self.stats.failed += len(live)
+            error = BackendError(
+                f"engine {self.name} took longer than {self.options.timeout_s:g} s; "
+                "the box may be overloaded, try again",
+                retryable=True,
+            )
+            for p in live:
+                if not p.future.done():
+                    p.future.set_exception(error)
+        except Exception as exc:
+            self.stats.failed += len(live)
+            failure: TalkfaceError = exc if isinstance(exc, TalkfaceError) else BackendError(
+                f"engine {self.name} failed: {type(exc).__name__}: {exc}", retryable=False
+            )
+            if not isinstance(exc, TalkfaceError):
+                logger.exception("engine %s batch failed", self.name)
+            for p in live:
+                if not p.future.done():
+                    p.future.set_exception(failure)
+        else:
+            for p, result in zip(live, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(result)
+        service_ms = (time.perf_counter() - started_s) * 1000.0
+        self.stats.batches += 1
+        self.stats.batch_sizes[len(live)] += 1
+        self.stats.recent_service_ms.append((len(live), service_ms))
+        self.stats.recent_wait_ms.append(max_wait_ms)
+        for observer in self._observers:
+            observer(self.name, len(live), max_wait_ms, service_ms)
 
     async def aclose(self) -> None:
         """Stop the worker; requests still waiting fail with ``Overloaded``."""

@@ -239,3 +239,70 @@ async def test_a_cut_history_is_moved_up_not_evaluated_again() -> None:
     question = memory.prompt("What did you say the sum of 3 plus 3 was, or the last sum you gave?")
     deltas, _ = await generate(small, question, max_tokens=reply_tokens, temperature=0)
     assert "".join(deltas).strip()
+
+
+async def test_replies_take_turns_by_sentence_and_read_as_if_alone() -> None:
+    """Two replies asked at once through the engine: the second's first words come before
+    the first reply is done, and each reads exactly as it does when run alone."""
+    questions = (prompt("Describe the seasons of the year, one sentence for each season."),
+                 prompt("Explain how to make tea, in four short steps, one sentence each."))
+
+    async def ask(engine: Engine, messages) -> tuple[str, float, float]:
+        """The reply, when its first words came and when its generation was done."""
+        loop = asyncio.get_running_loop()
+        stream = TokenStream()
+        job = asyncio.ensure_future(engine.submit(GenerationRequest(
+            messages=messages, stream=stream, max_tokens=60, temperature=0.0)))
+        timed = [(loop.time(), delta) async for delta in stream]
+        await job
+        return "".join(d for _, d in timed), timed[0][0], loop.time()
+
+    async def run(together: bool) -> tuple[list[tuple[str, float, float]], int]:
+        llm = LlamaCppLLM.load(LLMSettings(max_reply_tokens=60))  # fresh: same prompt chunks
+        engine = Engine("llm", llm.generate_batch, llm.settings.batching_options())
+        try:
+            if together:
+                first = asyncio.ensure_future(ask(engine, questions[0]))
+                await asyncio.sleep(0)  # the first is asked first
+                replies = list(await asyncio.gather(first, ask(engine, questions[1])))
+            else:
+                replies = [await ask(engine, q) for q in questions]
+            return replies, llm.switches
+        finally:
+            await engine.aclose()
+            await llm.aclose()
+
+    alone, alone_switches = await run(together=False)
+    together, switches = await run(together=True)
+    assert alone_switches == 0 and switches >= 1
+    (_, _, first_done), (_, second_first_words, _) = together
+    assert second_first_words < first_done, "the second reply waited for the whole first one"
+    assert [text for text, _, _ in together] == [text for text, _, _ in alone]
+
+
+async def test_a_reply_set_aside_and_then_cancelled_ends_and_leaves_no_file(
+        llm: LlamaCppLLM) -> None:
+    """Barge-in on a reply that waits for its turn: it ends as cancelled, its saved KV
+    file goes, and the other reply is not disturbed."""
+    engine = Engine("llm", llm.generate_batch, llm.settings.batching_options())
+    streams = [TokenStream(), TokenStream()]
+    jobs = [asyncio.ensure_future(engine.submit(GenerationRequest(
+        messages=prompt(question), stream=stream, max_tokens=60, temperature=0.0)))
+        for question, stream in zip(("Describe the seasons of the year, one sentence each.",
+                                     "Explain how to make tea, one sentence for each step."),
+                                    streams, strict=True)]
+    await asyncio.sleep(0)
+    first_words = ""
+    async for delta in streams[1]:  # the second speaks its first sentence...
+        first_words += delta
+        if first_words.rstrip().endswith((".", "!", "?", ":")):
+            break
+    streams[1].cancel()  # ...and its listener barges in while it waits for its turn
+    kept = "".join([delta async for delta in streams[0]])
+    first, second = await asyncio.gather(*jobs)
+    assert first_words and kept and first.finish_reason != "cancelled"
+    assert second.finish_reason == "cancelled"
+    # What is left on disk is the finished conversations' states, nothing set aside.
+    folder = llm._saved.new_path().parent
+    assert sum(p.stat().st_size for p in folder.glob("*.kv")) == llm.saved_state_bytes()
+    await engine.aclose()

@@ -26,7 +26,9 @@ __all__ = [
     "evaluated_tokens",
     "missing_internals",
     "restore_sequence",
+    "sampler",
     "save_sequence",
+    "set_sampler",
 ]
 
 MODULE_FUNCTIONS = (
@@ -39,7 +41,7 @@ MODULE_FUNCTIONS = (
 )
 """The ``llama_cpp`` module functions used here."""
 
-LLAMA_ATTRIBUTES = ("_input_ids", "input_ids", "n_tokens", "_ctx", "reset")
+LLAMA_ATTRIBUTES = ("_input_ids", "input_ids", "n_tokens", "_ctx", "reset", "_sampler")
 """The attributes of a loaded ``llama_cpp.Llama`` used here (and ``_ctx.ctx``)."""
 
 _SEQUENCE = 0  # llama-cpp-python keeps its one conversation in sequence 0
@@ -110,6 +112,17 @@ def restore_sequence(llama: Any, state: SequenceState) -> bool:
     llama.input_ids[:count] = state.token_ids
     llama.n_tokens = count
     return True
+
+
+def sampler(llama: Any) -> Any:
+    """The sampler of the generation under way: llama-cpp-python keeps one per ``Llama``
+    (made when a generation starts), and its repeat penalty remembers that reply's tokens."""
+    return llama._sampler
+
+
+def set_sampler(llama: Any, sampler: Any) -> None:
+    """Give a generation set aside back its sampler (see :func:`sampler`)."""
+    llama._sampler = sampler
 
 
 def drop_tokens(llama: Any, start: int, end: int) -> bool:

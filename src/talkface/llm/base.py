@@ -86,7 +86,7 @@ class LLMSettings(StageSettings):
     timeout_s: float = Field(60.0, gt=0)
     batching: BatchingSettings = Field(
         default_factory=lambda: BatchingSettings(
-            max_batch_size=1, max_wait_ms=0.0, max_queue_size=64
+            max_batch_size=1, max_wait_ms=0.0, max_queue_size=64, max_concurrent_batches=4
         )
     )
 

@@ -21,6 +21,7 @@ A reply the model ends by itself is handed on whole, punctuation or not.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import re
 from collections.abc import Callable
@@ -119,6 +120,7 @@ class ReplyGuard:
         self._released = 0  # how much of _text was handed on
         self._sentences_end = 0  # where the last complete sentence of _text ends
         self._located = 0  # where the splitter's last piece was found in _text
+        self._sentence_ends: list[int] = []  # where each complete sentence of _text ends
         self._splitter = SentenceSplitter(options=SplitOptions.whole_sentences())
         self._phrases = PhraseCounter()
         self.stop_reason: str | None = None
@@ -128,6 +130,11 @@ class ReplyGuard:
     def text(self) -> str:
         """What was handed on so far."""
         return self._text[: self._released]
+
+    @property
+    def sentences_handed_on(self) -> int:
+        """How many complete sentences were handed on so far."""
+        return bisect.bisect_right(self._sentence_ends, self._released)
 
     def feed(self, delta: str) -> str:
         """Take the next raw delta; return the text to hand on now (often "")."""
@@ -176,6 +183,7 @@ class ReplyGuard:
             self._located = found + len(piece)
             if ends_sentence(piece):
                 self._sentences_end = self._located
+                self._sentence_ends.append(self._located)
 
     def _release(self, end: int) -> str:
         out = self._text[self._released : end]

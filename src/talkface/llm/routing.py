@@ -126,8 +126,11 @@ class RoutingSettings(BaseModel):
             "backend": "openai", "url": self.large_url, "model": self.large_model,
             "api_key": self.large_api_key, "connect_timeout_s": self.connect_timeout_s,
             "first_token_timeout_s": self.first_token_timeout_s,
-            "batching": BatchingSettings(max_batch_size=self.max_concurrent, max_wait_ms=0.0,
-                                         max_queue_size=max(64, 4 * self.max_concurrent)),
+            # Each request its own stream, up to max_concurrent at once: a request that
+            # comes while others stream starts at once instead of waiting for them all.
+            "batching": BatchingSettings(max_batch_size=1, max_wait_ms=0.0,
+                                         max_queue_size=max(64, 4 * self.max_concurrent),
+                                         max_concurrent_batches=self.max_concurrent),
         })
 
 
