@@ -70,8 +70,10 @@ async def test_a_backend_that_interleaves_gets_several_batches_at_once() -> None
         await asyncio.sleep(0)
     # Two batches handed over while neither has returned; the third waits for a slot.
     assert recorder.batches == [[0], [1]] and engine.queue_depth == 1
+    assert engine.running == 2
     recorder.gate.set()
     assert await asyncio.gather(*jobs) == [0, 10, 20]
+    assert engine.running == 0
     assert recorder.batches == [[0], [1], [2]]
     await engine.aclose()
 

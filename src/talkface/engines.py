@@ -301,11 +301,18 @@ class Engine(Generic[RequestT, ResultT]):
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._running = 0
 
     @property
     def queue_depth(self) -> int:
         """Requests waiting for a batch right now."""
         return self._queue.qsize() if self._queue is not None else 0
+
+    @property
+    def running(self) -> int:
+        """Requests handed to the backend and not yet answered (with
+        ``max_concurrent_batches`` above 1, some of them wait for their turn there)."""
+        return self._running
 
     async def submit(self, request: RequestT) -> ResultT:
         """Queue one request and wait for its result.
@@ -390,6 +397,7 @@ class Engine(Generic[RequestT, ResultT]):
         """Run one batch and settle its requests' futures."""
         started_s = time.perf_counter()
         max_wait_ms = (started_s - min(p.enqueued_s for p in live)) * 1000.0
+        self._running += len(live)
         try:
             async with asyncio.timeout(self.options.timeout_s):
                 results = await self._run_batch([p.request for p in live])
@@ -427,6 +435,8 @@ class Engine(Generic[RequestT, ResultT]):
             for p, result in zip(live, results, strict=True):
                 if not p.future.done():
                     p.future.set_result(result)
+        finally:
+            self._running -= len(live)
         service_ms = (time.perf_counter() - started_s) * 1000.0
         self.stats.batches += 1
         self.stats.batch_sizes[len(live)] += 1

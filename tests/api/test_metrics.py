@@ -56,6 +56,8 @@ def test_engine_batches_and_queues_are_measured(http: httpx.Client) -> None:
     engines = {dict(labels)["engine"] for (name, labels) in after
                if name == "talkface_engine_queue_depth"}
     assert {"asr", "llm", "animator", "tts:joe"} <= engines
+    # Replies the LLM has under way (a warm-up may be one); counted in test_engines.py.
+    assert ("talkface_engine_running", (("engine", "llm"),)) in after
     assert value(after, "talkface_active_sessions") == 0
     assert ("talkface_pending_renders", ()) in after
     # The LLM's saved conversations (files on disk): reported in bytes, within

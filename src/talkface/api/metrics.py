@@ -157,9 +157,15 @@ class _GaugeCollector(Collector):
         depth = GaugeMetricFamily("talkface_engine_queue_depth",
                                   "Requests waiting for an engine batch right now.",
                                   labels=["engine"])
+        running = GaugeMetricFamily("talkface_engine_running",
+                                    "Requests an engine's backend has and has not answered yet "
+                                    "(the llama.cpp LLM's replies taking turns among them).",
+                                    labels=["engine"])
         for engine in _engines(state):
             depth.add_metric([engine.name], engine.queue_depth)
+            running.add_metric([engine.name], engine.running)
         yield depth
+        yield running
         routes = CounterMetricFamily(
             "talkface_llm_route", "Answers by who gave them: faq, small, large, or "
             "large_fallback (sent to the large LLM, answered by the small one).",

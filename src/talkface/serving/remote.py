@@ -105,6 +105,11 @@ class RemoteEngine(Generic[RequestT, ResultT]):
         """Requests from this process not yet answered by the deployment."""
         return self._in_flight
 
+    @property
+    def running(self) -> int:
+        """Requests sent to the deployment and not yet answered (its queue included)."""
+        return self._in_flight
+
     async def submit(self, request: RequestT) -> ResultT:
         """Send one request to the deployment and wait for its result.
 
