@@ -306,3 +306,25 @@ async def test_a_reply_set_aside_and_then_cancelled_ends_and_leaves_no_file(
     folder = llm._saved.new_path().parent
     assert sum(p.stat().st_size for p in folder.glob("*.kv")) == llm.saved_state_bytes()
     await engine.aclose()
+
+
+def test_a_reply_left_behind_by_a_closed_event_loop_does_not_fail_the_next() -> None:
+    """Tests (and a restarted server) run each on an event loop of their own with the same
+    loaded model: a reply still under way when its loop closed must not fail the next."""
+    llm = LlamaCppLLM.load(LLMSettings(max_reply_tokens=60))
+
+    async def start_and_leave() -> None:
+        stream = TokenStream()
+        reply = asyncio.ensure_future(llm.generate_batch([GenerationRequest(
+            messages=prompt("Tell me a long story about a dragon and a knight."),
+            stream=stream, max_tokens=60)]))
+        async for _ in stream:
+            break  # its first words, then the loop ends with the reply under way
+        assert not reply.done()
+
+    try:
+        asyncio.run(start_and_leave())
+        deltas, stats = asyncio.run(generate(llm, prompt("Say hello."), max_tokens=8))
+        assert stats.finish_reason != "error" and "".join(deltas).strip()
+    finally:
+        asyncio.run(llm.aclose())

@@ -143,11 +143,19 @@ class TokenStream:
 
     def put(self, text: str) -> None:
         """Hand over one delta; callable from any thread."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, text)
+        self._hand_over(text)
 
     def close(self, error: BaseException | None = None) -> None:
         """No more deltas (and, with ``error``, the reason); callable from any thread."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, error if error else _END)
+        self._hand_over(error if error else _END)
+
+    def _hand_over(self, item: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:
+            # The reader's event loop is closed (a test's, a stopped server's), and the
+            # reader gone with it: nobody is left to hand anything to.
+            self._cancelled.set()
 
     async def __aiter__(self) -> AsyncIterator[str]:
         while True:

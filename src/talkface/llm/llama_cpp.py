@@ -25,6 +25,7 @@ half sentence at the end), and llama.cpp's repeat penalty
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -96,7 +97,8 @@ def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future[GenerationSt
         if not future.done():
             future.set_result(stats)
 
-    loop.call_soon_threadsafe(set_result)
+    with contextlib.suppress(RuntimeError):  # a closed event loop: its waiter went with it
+        loop.call_soon_threadsafe(set_result)
 
 
 class LlamaCppLLM(LLMBackend):
@@ -211,7 +213,12 @@ class LlamaCppLLM(LLMBackend):
                     if turn is None:
                         self._taking_turns = False
                         return
-                if self._take_turn(turn):
+                try:
+                    goes_on = self._take_turn(turn)
+                except Exception:  # one turn's trouble ends that turn, not the others
+                    logger.exception("a turn of the llama-cpp LLM failed")
+                    goes_on = False
+                if goes_on:
                     with self._lock:
                         self._turns.append(turn)
         except BaseException as exc:  # a bug here must not leave the others waiting forever
