@@ -60,14 +60,21 @@ async def test_requests_queue_while_a_batch_runs_and_join_the_next_one() -> None
     await engine.aclose()
 
 
-async def test_a_backend_that_interleaves_gets_several_batches_at_once() -> None:
+async def two_at_once_held(jobs: int) -> tuple[Recorder, Engine[int, int], list[asyncio.Task[int]]]:
+    """An engine handing its backend two one-request batches at once, the backend held
+    closed, and ``jobs`` requests submitted to it."""
     recorder = Recorder()
     engine = Engine("llm", recorder, BatchingOptions(max_batch_size=1, max_wait_ms=0,
                                                       max_concurrent_batches=2))
     recorder.gate.clear()
-    jobs = [asyncio.create_task(engine.submit(i)) for i in range(3)]
+    tasks = [asyncio.create_task(engine.submit(i)) for i in range(jobs)]
     for _ in range(20):
         await asyncio.sleep(0)
+    return recorder, engine, tasks
+
+
+async def test_a_backend_that_interleaves_gets_several_batches_at_once() -> None:
+    recorder, engine, jobs = await two_at_once_held(3)
     # Two batches handed over while neither has returned; the third waits for a slot.
     assert recorder.batches == [[0], [1]] and engine.queue_depth == 1
     assert engine.running == 2
@@ -79,13 +86,7 @@ async def test_a_backend_that_interleaves_gets_several_batches_at_once() -> None
 
 
 async def test_closing_cancels_every_batch_under_way() -> None:
-    recorder = Recorder()
-    engine = Engine("llm", recorder, BatchingOptions(max_batch_size=1, max_wait_ms=0,
-                                                      max_concurrent_batches=2))
-    recorder.gate.clear()
-    jobs = [asyncio.create_task(engine.submit(i)) for i in range(2)]
-    for _ in range(20):
-        await asyncio.sleep(0)
+    _, engine, jobs = await two_at_once_held(2)
     await engine.aclose()
     results = await asyncio.gather(*jobs, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)

@@ -195,7 +195,7 @@ class LlamaCppLLM(LLMBackend):
         with self._lock:
             self._turns.extend(turns)
             start, self._taking_turns = not self._taking_turns, True
-        if start:
+        if start:  # kept so the task is not collected while the model thread runs it
             self._runner = asyncio.ensure_future(self._thread.run(self._take_turns))
         try:
             return list(await asyncio.gather(*futures))
@@ -290,9 +290,7 @@ class LlamaCppLLM(LLMBackend):
         conversation it holds (if any) for its session's next turn."""
         parked, turn.parked = turn.parked, None
         assert parked is not None
-        if self._held and self._saved.capacity_bytes:
-            self._saved.put(self._save_held())
-        self._held = ()
+        self._set_held_aside()
         restored = internals.restore_sequence(self._llama, parked)
         parked.path.unlink(missing_ok=True)
         if not restored:
@@ -392,11 +390,18 @@ class LlamaCppLLM(LLMBackend):
         """Put the saved state that serves most of ``messages`` into llama.cpp's KV cache,
         saving the conversation held now if this prompt does not continue it."""
         held_shared, continued = reusable_messages(self._held, messages)
-        if self._held and not continued and self._saved.capacity_bytes:
-            self._saved.put(self._save_held())
+        if not continued:
+            self._set_held_aside()
         found = self._saved.take_best(messages, better_than=held_shared)
         if found is not None:
             self._restore(found)
+
+    def _set_held_aside(self) -> None:
+        """Save the finished conversation llama.cpp holds (if any) for its session's next
+        turn; llama.cpp holds nothing known after."""
+        if self._held and self._saved.capacity_bytes:
+            self._saved.put(self._save_held())
+        self._held = ()
 
     def _save_held(self) -> SavedConversation:
         state = internals.save_sequence(self._llama, self._saved.new_path())
