@@ -185,7 +185,7 @@ def test_batching_options_are_validated() -> None:
 
 async def test_live_requests_are_served_before_waiting_offline_work() -> None:
     """A render job's requests queue behind a session's, whatever arrived first."""
-    from talkface.engines import offline_work
+    from talkface.priority import offline_work
 
     recorder = Recorder()
     recorder.gate.clear()

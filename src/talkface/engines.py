@@ -10,9 +10,10 @@ The queue in front of the model is bounded: when it is full, :meth:`Engine.submi
 raises :class:`~talkface.errors.Overloaded` at once instead of letting every session
 stutter. A request whose caller was cancelled (barge-in) is skipped before it runs.
 
-Live before batch: work submitted inside :func:`offline_work` (render jobs) waits in a
-second lane, taken only when no live request (a session's turn) is waiting, so a long
-render never queues ahead of a conversation.
+Live before batch (:mod:`talkface.priority`): work submitted inside ``offline_work()``
+(render jobs) waits in a second lane, taken only when no live request (a session's turn)
+is waiting and no live turn is racing to its first frame, so a long render never queues
+ahead of a conversation.
 
 An engine hands the backend one batch at a time, except where the backend shares the
 model between calls itself (``max_concurrent_batches``): the llama.cpp LLM takes several
@@ -25,16 +26,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
-import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from talkface import priority
 from talkface.errors import BackendError, Overloaded, TalkfaceError
 
 logger = logging.getLogger(__name__)
@@ -211,21 +211,6 @@ BatchObserver = Callable[[str, int, float, float], None]
 """Called after each batch with (engine name, batch size, max wait ms, service ms)."""
 
 
-_OFFLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("talkface_offline_work",
-                                                               default=False)
-
-
-@contextlib.contextmanager
-def offline_work() -> Iterator[None]:
-    """Requests submitted in this context (and in tasks it starts) are offline work:
-    every engine serves them only when no live request is waiting."""
-    token = _OFFLINE.set(True)
-    try:
-        yield
-    finally:
-        _OFFLINE.reset(token)
-
-
 @dataclass(slots=True)
 class _Pending(Generic[RequestT, ResultT]):
     request: RequestT
@@ -235,7 +220,8 @@ class _Pending(Generic[RequestT, ResultT]):
 
 
 class _Lanes(Generic[RequestT, ResultT]):
-    """Requests waiting for a batch: a live lane, served first, and an offline lane.
+    """Requests waiting for a batch: a live lane, served first, and an offline lane, served
+    when the live one is empty and no live turn holds offline work back.
 
     Bounded as a whole by ``maxsize``; the same small surface as ``asyncio.Queue``.
     """
@@ -250,7 +236,9 @@ class _Lanes(Generic[RequestT, ResultT]):
         return len(self._live) + len(self._offline)
 
     def empty(self) -> bool:
-        return not self._live and not self._offline
+        """Nothing may be taken now (offline requests held back by live turns count as
+        not there yet)."""
+        return not self._live and (not self._offline or priority.hold_left_s() > 0)
 
     def put_nowait(self, pending: _Pending[RequestT, ResultT]) -> None:
         if self.qsize() >= self._maxsize:
@@ -261,14 +249,30 @@ class _Lanes(Generic[RequestT, ResultT]):
     def get_nowait(self) -> _Pending[RequestT, ResultT]:
         if self._live:
             return self._live.popleft()
-        if self._offline:
+        if self._offline and priority.hold_left_s() <= 0:
             return self._offline.popleft()
         raise asyncio.QueueEmpty
+
+    def drain(self) -> list[_Pending[RequestT, ResultT]]:
+        """Take every waiting request, held or not (the engine is closing)."""
+        taken = [*self._live, *self._offline]
+        self._live.clear()
+        self._offline.clear()
+        return taken
 
     async def get(self) -> _Pending[RequestT, ResultT]:
         while self.empty():
             self._ready.clear()
-            await self._ready.wait()
+            if self._offline:  # held back: until a live request comes or the hold ends
+                ready = asyncio.ensure_future(self._ready.wait())
+                released = asyncio.ensure_future(priority.wait_until_offline_may_run())
+                try:
+                    await asyncio.wait([ready, released], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in (ready, released):
+                        waiting.cancel()
+            else:
+                await self._ready.wait()
         return self.get_nowait()
 
 
@@ -326,7 +330,7 @@ class Engine(Generic[RequestT, ResultT]):
         queue = self._ensure_worker()
         loop = asyncio.get_running_loop()
         pending = _Pending(request, loop.create_future(), time.perf_counter(),
-                           offline=_OFFLINE.get())
+                           offline=priority.is_offline())
         try:
             queue.put_nowait(pending)
         except asyncio.QueueFull:
@@ -455,8 +459,7 @@ class Engine(Generic[RequestT, ResultT]):
             # wait() does not re-raise the worker's CancelledError, so ours still propagates.
             await asyncio.wait([worker])
         if queue is not None:
-            while not queue.empty():
-                pending = queue.get_nowait()
+            for pending in queue.drain():
                 if not pending.future.done():
                     pending.future.set_exception(
                         Overloaded(f"engine {self.name} shut down before this request ran")

@@ -42,3 +42,23 @@ async def test_a_turn_given_up_on_does_not_end_the_next_question() -> None:
     )
     assert (second.transcript, second.reply_chars) == ("two", len("an answer"))
     assert second.server_latency_ms == {"first_video_frame": 800.0}
+
+
+def test_background_render_jobs_ask_for_about_the_video_length_given() -> None:
+    from talkface.bench.render_job import WORDS_PER_S, BackgroundRender, RenderRun, story_text
+
+    for seconds in (5.0, 120.0):
+        words = len(story_text(seconds).split())
+        assert seconds * WORDS_PER_S <= words < seconds * WORDS_PER_S + 25
+    def sentences(number: int) -> set[str]:
+        return {s.strip() for s in story_text(60, number).split(".")} - {""}
+
+    assert not sentences(1) & sentences(2)  # nothing for a cache to share
+    jobs = BackgroundRender(120.0, runs=[RenderRun(10.0, 40.0, 118.2),
+                                         RenderRun(40.5, 70.0, 118.3),
+                                         RenderRun(70.5, 71.0, error="RuntimeError: 500")])
+    assert [jobs.covers(t) for t in (9.9, 10.0, 40.2, 40.5, 69.0, 75.0)] == [
+        False, True, False, True, True, False]
+    summary = jobs.summary()
+    assert (summary["jobs"], summary["finished"], summary["wall_s_median"]) == (3, 2, 29.8)
+    assert summary["errors"] == ["RuntimeError: 500"]

@@ -90,3 +90,30 @@ async def test_an_empty_message_is_refused_before_it_is_queued(runtime: Runtime)
                 await talk.send_text(text)
         await talk.end_input()
         assert not [message async for message in talk.messages()]
+
+
+async def test_a_turn_holds_render_jobs_back_until_its_first_frame(runtime: Runtime) -> None:
+    """Live before batch: between a turn's start and its first video frame, offline work
+    (render jobs) holds back (talkface.priority); from that frame on it may run."""
+    from talkface import priority
+    from talkface.messages import VideoFrame
+
+    held_while_generating: list[float] = []
+    held_at_first_frame = None
+    async with conversation(runtime) as talk:
+        llm = runtime.backends["llm"]
+        generate = llm._generate_batch
+
+        async def generating(requests):  # type: ignore[no-untyped-def]
+            held_while_generating.append(priority.hold_left_s())
+            return await generate(requests)
+
+        llm._generate_batch = generating
+        await talk.send_text("Tell me something.")
+        await talk.end_input()
+        async for message in talk.messages():
+            if isinstance(message, VideoFrame) and held_at_first_frame is None:
+                held_at_first_frame = priority.hold_left_s()
+    assert held_while_generating and held_while_generating[0] > 0
+    assert held_at_first_frame == 0
+    assert priority.hold_left_s() == 0

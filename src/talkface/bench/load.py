@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from talkface.audio import float32_to_pcm16
+from talkface.bench.render_job import BackgroundRender
 
 RATE_HZ = 16_000
 CHUNK_SAMPLES = 512  # 32 ms
@@ -42,6 +43,8 @@ _QUESTIONS = (
 )
 
 Progress = Callable[[str], None]
+_RENDER_JOB_WAIT_S = 900.0
+"""Longest the run waits, after the users are done, for its render job to finish."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +63,9 @@ class LoadOptions:
         engines: where the started server runs its models ("local" or "ray"); with
             "ray", the server's CPU is the gateway's only (the replicas are other processes).
         server_log: where the started server's output goes (default: discarded).
+        render_job_s: when above 0, render jobs of about this many seconds of video each
+            run one after another while the users talk (live before batch: how much do
+            they slow the users, and do they finish?).
     """
 
     sessions: int = 1
@@ -71,6 +77,7 @@ class LoadOptions:
     idle_s: float = 5.0
     engines: str = "local"
     server_log: Path | None = None
+    render_job_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -78,6 +85,8 @@ class TurnResult:
     session: int
     question: str
     ttff_ms: float | None
+    asked_at_s: float = 0.0
+    """When the question's speech ended (``time.monotonic()``)."""
     transcript: str = ""
     server_latency_ms: dict[str, float] = field(default_factory=dict)
     speech_s: float = 0.0
@@ -116,14 +125,15 @@ class LoadResult:
     server_cpu_s: float | None
     server_rss_mb: float | None
     idle_server_cpu_cores: float | None = None
+    render_job: BackgroundRender | None = None
 
     def ttffs_ms(self) -> list[float]:
         return [t.ttff_ms for t in self.turns if t.ttff_ms is not None]
 
     def summary(self) -> dict[str, object]:
         ttff = self.ttffs_ms()
-        def pct(q):
-            return (round(float(np.percentile(ttff, q)), 1) if ttff else None)
+        def pct(q: float, values: list[float] = ttff) -> float | None:
+            return (round(float(np.percentile(values, q)), 1) if values else None)
         speaking_s = sum(s.speaking_s for s in self.sessions)
         delivery = [t.delivery_ms for t in self.turns if t.delivery_ms is not None]
         return {
@@ -147,7 +157,18 @@ class LoadResult:
             if self.turns else None,
             "mean_reply_chars": round(statistics.mean(t.reply_chars for t in self.turns), 1)
             if self.turns else None,
+            **self._render_job_summary(pct),
         }
+
+    def _render_job_summary(self, pct: Callable[..., float | None]) -> dict[str, object]:
+        job = self.render_job
+        if job is None:
+            return {}
+        during = [t.ttff_ms for t in self.turns
+                  if t.ttff_ms is not None and job.covers(t.asked_at_s)]
+        return {"render_job": job.summary(), "turns_during_render_job": len(during),
+                "ttff_p50_during_render_job_ms": pct(50, during),
+                "ttff_p95_during_render_job_ms": pct(95, during)}
 
 
 def synthesise_questions() -> list[tuple[str, np.ndarray]]:
@@ -287,10 +308,10 @@ class _User:
         while time.monotonic() < self.deadline:
             text, audio = self._questions[(self.index + turn_number) % len(self._questions)]
             turn_number += 1
-            result = TurnResult(session=self.index, question=text, ttff_ms=None,
-                                speech_s=len(audio) / RATE_HZ)
             # The end of the speech itself, not of the clip's trailing silence.
             speech_end = microphone.say(audio) + _last_voiced_s(audio)
+            result = TurnResult(session=self.index, question=text, ttff_ms=None,
+                                asked_at_s=speech_end, speech_s=len(audio) / RATE_HZ)
             await asyncio.sleep(max(0.0, speech_end - time.monotonic()))
             await self._collect_turn(result, speech_end)
             self.turns.append(result)
@@ -455,6 +476,9 @@ async def run_load(options: LoadOptions, progress: Progress | None = None) -> Lo
                  for i in range(options.sessions)]
         running = asyncio.gather(*(user.run() for user in users))
         idle_cores = None
+        render_job = (BackgroundRender(options.render_job_s) if options.render_job_s > 0
+                      else None)
+        rendering: asyncio.Task[None] | None = None
         try:
             await asyncio.wait_for(asyncio.gather(*(u.connected.wait() for u in users)), 120.0)
             if options.idle_s > 0:
@@ -471,16 +495,25 @@ async def run_load(options: LoadOptions, progress: Progress | None = None) -> Lo
                 user.deadline = started + options.duration_s
             say(f"{options.sessions} users talking for {options.duration_s:.0f} s")
             start_talking.set()
+            stop_rendering = asyncio.Event()
+            if render_job is not None:
+                rendering = asyncio.create_task(render_job.run(url, key, stop_rendering))
             await running
+            wall_s = time.monotonic() - started
+            cpu_after = _process_cpu_s(pid)
+            stop_rendering.set()
+            if rendering is not None:
+                say("waiting for the last render job to finish")
+                await asyncio.wait([rendering], timeout=_RENDER_JOB_WAIT_S)
         finally:
             start_talking.set()
-            if not running.done():
-                running.cancel()
-                await asyncio.wait([running])
-        wall_s = time.monotonic() - started
-        cpu_after = _process_cpu_s(pid)
+            for task in (running, rendering):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.wait([task])
         rss = _process_rss_mb(pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     return LoadResult(options=options, turns=[t for u in users for t in u.turns],
                       sessions=[u.session for u in users], wall_s=wall_s, server_cpu_s=cpu,
-                      server_rss_mb=rss, idle_server_cpu_cores=idle_cores)
+                      server_rss_mb=rss, idle_server_cpu_cores=idle_cores,
+                      render_job=render_job)

@@ -26,6 +26,7 @@ from talkface.bench.load import (
     _User,
     synthesise_questions,
 )
+from talkface.bench.render_job import expect_status, render_to_end
 
 SIDE_KINDS = ("speech", "chat", "render")
 _SIDE_TEXTS = ("Thank you for calling, how can I help you today?",
@@ -106,13 +107,6 @@ async def scrape_metrics(client: httpx.AsyncClient, url: str, key: str) -> dict[
             elif sample.name == "talkface_llm_saved_state_bytes":
                 found["llm_saved_state_mb"] = round(sample.value / 2**20, 1)
     return found
-
-
-def _check(response: httpx.Response, status: int) -> httpx.Response:
-    if response.status_code != status:
-        raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
-                           f"HTTP {response.status_code} {response.text[:200]!r}")
-    return response
 
 
 class Soak:
@@ -197,7 +191,7 @@ class Soak:
 
     async def _speech(self, number: int) -> None:
         text = f"{_SIDE_TEXTS[number % len(_SIDE_TEXTS)]} Your ticket is number {number}."
-        response = _check(await self._client.post(
+        response = expect_status(await self._client.post(
             f"{self._url}/v1/audio/speech", headers=self._auth,
             json={"input": text, "response_format": "wav"}), 200)
         if len(response.content) < 1000:
@@ -205,7 +199,7 @@ class Soak:
 
     async def _chat(self, number: int) -> None:
         text = _SIDE_TEXTS[number % len(_SIDE_TEXTS)]
-        response = _check(await self._client.post(
+        response = expect_status(await self._client.post(
             f"{self._url}/v1/chat/completions", headers=self._auth,
             json={"model": "soak", "max_tokens": 32,
                   "messages": [{"role": "user", "content": f"Reply briefly: {text}"}]}), 200)
@@ -215,21 +209,8 @@ class Soak:
     async def _render(self, number: int) -> None:
         """A short text render: queued, polled to its end, downloaded, deleted. Each one
         differs (its seed), so that it is rendered and not served from the video cache."""
-        renders = f"{self._url}/v1/renders"
-        text = _SIDE_TEXTS[number % len(_SIDE_TEXTS)]
-        job = _check(await self._client.post(renders, headers=self._auth,
-                                             json={"text": text, "seed": number}), 202).json()
-        while job["status"] in ("queued", "running"):
-            await asyncio.sleep(1.0)
-            job = _check(await self._client.get(f"{renders}/{job['id']}", headers=self._auth),
-                         200).json()
-        if job["status"] != "done":
-            raise RuntimeError(f"render {job['id']} ended {job['status']}: {job.get('error')}")
-        video = _check(await self._client.get(f"{renders}/{job['id']}/video",
-                                              headers=self._auth), 200)
-        if not video.content:
-            raise RuntimeError(f"render {job['id']}: an empty video")
-        _check(await self._client.delete(f"{renders}/{job['id']}", headers=self._auth), 204)
+        await render_to_end(self._client, self._url, self._auth,
+                            {"text": _SIDE_TEXTS[number % len(_SIDE_TEXTS)], "seed": number})
 
 
 async def run_soak(options: SoakOptions, progress: Progress) -> Soak:

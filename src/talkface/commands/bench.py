@@ -71,6 +71,10 @@ def load(
     engines: Annotated[str, typer.Option(
         help="Where the started server runs its models: 'local' or 'ray' (a local Ray "
              "Serve; run inside a loopback-only network namespace).")] = "local",
+    render_job_s: Annotated[float, typer.Option(
+        help="Also run render jobs of about this many seconds of video, one after another, "
+             "while the users talk, and report their first frames during them (0: none).",
+        min=0, max=1800)] = 0.0,
 ) -> None:
     """Real concurrent talkers against a real server: latency, fps, drops, errors, CPU."""
     import asyncio
@@ -88,7 +92,7 @@ def load(
     if engines not in ("local", "ray"):
         raise ConfigError(f"--engines must be 'local' or 'ray', not {engines!r}")
     options = LoadOptions(sessions=sessions, duration_s=minutes * 60, think_s=think_s, url=url,
-                          api_key=api_key, engines=engines)
+                          api_key=api_key, engines=engines, render_job_s=render_job_s)
     with err_console.status("load test") as status:
         result = asyncio.run(run_load(options, progress=lambda line: status.update(line)))
     summary = result.summary()

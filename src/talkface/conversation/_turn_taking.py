@@ -21,9 +21,10 @@ from talkface.conversation._answer import Answering
 from talkface.conversation._hearing import Hearing
 from talkface.conversation._turns import ActiveTurn, TurnRecord, heard_text, same_audio
 from talkface.errors import BackendError, TalkfaceError
-from talkface.messages import EndOfTurn, Error, Interrupt, Message
+from talkface.messages import EndOfTurn, Error, Interrupt, Message, VideoFrame
 from talkface.output.queue import OutputQueue
 from talkface.output.timeline import Timeline
+from talkface.priority import StartingTurn, live_turn_starting
 from talkface.text.language import detect_language
 from talkface.trace import TurnTrace
 from talkface.vad.endpoint import Utterance
@@ -185,6 +186,12 @@ class TurnTaking:
                                         name=f"turn-{turn.record.turn_id}")
 
     async def _answer(self, turn: ActiveTurn, text: str | None) -> None:
+        # Until its first frame, the turn holds back render jobs (live before batch).
+        with live_turn_starting() as starting:
+            await self._answer_starting(turn, text, starting)
+
+    async def _answer_starting(self, turn: ActiveTurn, text: str | None,
+                               starting: StartingTurn) -> None:
         record = turn.record
         try:
             if text is None:
@@ -194,6 +201,8 @@ class TurnTaking:
             record.trace.mark("asr_final")
 
             async def emit(message: Message) -> None:
+                if isinstance(message, VideoFrame):
+                    starting.reached_first_frame()
                 await self._emit(turn, message)
 
             # A speculative turn answers now, its output held: the answer is (partly)

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from talkface.config import Settings
-from talkface.engines import ModelThread, offline_work
+from talkface.engines import ModelThread
 from talkface.errors import TalkfaceError
+from talkface.priority import offline_work
 from talkface.runtime import Runtime
 from talkface.services.render import RenderedVideo, RenderSpec, render_job
 from talkface.services.store import JobRecord, Store, worker_identity

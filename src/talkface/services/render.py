@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from talkface.audio import float32_to_pcm16
 from talkface.audio_file import TARGET_RATE_HZ, load_audio_file
@@ -36,6 +36,7 @@ from talkface.face.base import frame_pts_ns
 from talkface.messages import NS_PER_S, SpeechAudio, VideoFrame
 from talkface.output.mp4 import MP4Writer
 from talkface.pipeline.frames import FrameScheduler
+from talkface.priority import yield_to_live_turns
 from talkface.runtime import Runtime
 from talkface.session import Session, SessionOptions
 from talkface.text.policy import choose_voice, speech_text
@@ -171,12 +172,23 @@ async def _speak_text(runtime: Runtime, spec: RenderSpec, writer: MP4Writer,
     estimate = _SpeechEstimate(split_sentences(spec.text, spec.language))
     async for message in session.say(spec.text):
         if isinstance(message, SpeechAudio):
-            await encoder.run(writer.write_speech, message)
+            await _encode(encoder, writer.write_speech, message)
             estimate.add(message)
         elif isinstance(message, VideoFrame):
-            await encoder.run(writer.write_frame, message)
+            await _encode(encoder, writer.write_frame, message)
             on_progress(estimate.fraction((message.index + 1) / writer.fps))
     return session.last_trace
+
+
+MessageT = TypeVar("MessageT", SpeechAudio, VideoFrame)
+
+
+async def _encode(encoder: ModelThread, write: Callable[[MessageT], None],
+                  message: MessageT) -> None:
+    """Hand ``message`` to the encoder thread, once no live turn is racing to its first
+    frame (a render job gives way to conversations: :mod:`talkface.priority`)."""
+    await yield_to_live_turns()
+    await encoder.run(write, message)
 
 
 class _SpeechEstimate:
@@ -221,7 +233,7 @@ async def _lip_sync_audio(runtime: Runtime, spec: RenderSpec, input_path: Path, 
             images = await animator.submit(request)
             for offset, image in enumerate(images):
                 index = request.first_frame_index + offset
-                await encoder.run(writer.write_frame, VideoFrame(
+                await _encode(encoder, writer.write_frame, VideoFrame(
                     image=image, pts_ns=frame_pts_ns(index, fps), index=index,
                 ))
             on_progress(min(0.99, scheduler.next_frame_index / total_frames))
@@ -233,7 +245,7 @@ async def _lip_sync_audio(runtime: Runtime, spec: RenderSpec, input_path: Path, 
             pts_ns=start * NS_PER_S // TARGET_RATE_HZ,
             sentence_index=start // piece,
         )
-        await encoder.run(writer.write_speech, speech)
+        await _encode(encoder, writer.write_speech, speech)
         scheduler.add_speech(speech)
         await draw_ready()
     scheduler.finish()
