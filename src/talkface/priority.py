@@ -63,12 +63,10 @@ class StartingTurn:
 
     def __init__(self) -> None:
         self.hold_until_s = time.monotonic() + MAX_HOLD_S
-        self._open = True
 
     def reached_first_frame(self) -> None:
         """Its first frame is out: offline work may run again (once no other holds it)."""
-        if self._open:
-            self._open = False
+        if self in _STARTING:
             _STARTING.discard(self)
             _wake_waiters()
 
@@ -108,19 +106,15 @@ def hold_left_s() -> float:
     return max(0.0, max((t.hold_until_s - now_s for t in _STARTING), default=0.0))
 
 
-async def wait_until_offline_may_run(timeout_s: float | None = None) -> None:
-    """Wait while live turns hold offline work back (at most ``timeout_s``, if given)."""
+async def wait_until_offline_may_run() -> None:
+    """Wait while live turns hold offline work back."""
     while (left_s := hold_left_s()) > 0:
-        if timeout_s is not None:
-            left_s = min(left_s, timeout_s)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         _WAITERS.add(waiter)
         try:
             await asyncio.wait([waiter], timeout=left_s)
         finally:
             _WAITERS.discard(waiter)
-        if timeout_s is not None:
-            return
 
 
 async def yield_to_live_turns() -> None:
