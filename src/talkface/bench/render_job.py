@@ -63,18 +63,22 @@ def expect_status(response: httpx.Response, status: int) -> httpx.Response:
 
 
 async def render_to_end(client: httpx.AsyncClient, url: str, headers: dict[str, str],
-                        body: dict[str, Any], *, poll_s: float = 1.0) -> dict[str, Any]:
-    """Post a render job, poll it until it ends, download its video and delete it; the
-    job's last status document.
+                        body: dict[str, Any], *, poll_s: float = 1.0,
+                        timeout_s: float = 900.0) -> dict[str, Any]:
+    """Post a render job, poll it until it ends (at most ``timeout_s``), download its
+    video and delete it; the job's last status document.
 
     Raises:
-        RuntimeError: a request got an unexpected status, the job did not end "done", or
-            its video was empty.
+        RuntimeError: a request got an unexpected status, the job did not end "done"
+            within ``timeout_s``, or its video was empty.
     """
     renders = f"{url}/v1/renders"
     job: dict[str, Any] = expect_status(await client.post(renders, headers=headers, json=body),
                                  202).json()
+    deadline_s = time.monotonic() + timeout_s
     while job["status"] in ("queued", "running"):
+        if time.monotonic() > deadline_s:
+            raise RuntimeError(f"render {job['id']} still {job['status']} after {timeout_s:g} s")
         await asyncio.sleep(poll_s)
         job = expect_status(await client.get(f"{renders}/{job['id']}", headers=headers), 200).json()
     if job["status"] != "done":
