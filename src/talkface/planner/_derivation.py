@@ -215,12 +215,19 @@ def _box_stage_lines(plan: Plan, sp: StagePlan) -> list[str]:
     turns_per_s = box.sessions_per_box / plan.workload.cycle_s
     per_turn = d.requests_per_s / turns_per_s if turns_per_s else 0.0
     unit = _UNIT_WORDS[engine.cost.unit]
-    where = (
-        "one worker thread per session"
-        if sp.hosting == "per_session"
-        else f"one engine per box, {engine.threads} thread(s), max_batch_size "
-        f"{sp.max_batch_size}, max_wait_ms {sp.max_wait_ms:g}"
-    )
+    config = plan.deployment.stages.get(sp.stage)
+    if sp.hosting == "per_session":
+        where = "one worker thread per session"
+    elif config is not None and config.scheduling == "sentence_turns":
+        where = (
+            f"one engine per box, {engine.threads} thread(s), one reply decoded at a time, "
+            f"up to {config.max_concurrent_batches} replies taking turns by sentence"
+        )
+    else:
+        where = (
+            f"one engine per box, {engine.threads} thread(s), max_batch_size "
+            f"{sp.max_batch_size}, max_wait_ms {sp.max_wait_ms:g}"
+        )
     lines = [
         _llm_profile_line(plan, sp) if sp.stage == "llm" else _profile_line(plan, sp),
         f"**Load on one box.** {box.sessions_per_box} sessions take {turns_per_s:.3f} turns/s "

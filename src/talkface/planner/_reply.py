@@ -56,6 +56,7 @@ class Turn:
         "enc_next",
         "end_s",
         "finished",
+        "fps",
         "frames",
         "hits",
         "measured",
@@ -75,24 +76,16 @@ class Turn:
         "tts_next",
     )
 
-    def __init__(self, sim: _PipelineSim, sentence_audio_s: list[float], hits: list[int]) -> None:
+    def __init__(
+        self,
+        sim: _PipelineSim,
+        sentence_audio_s: list[float],
+        hits: list[int],
+        fps: float | None = None,
+    ) -> None:
         self.sim = sim
-        self.sentence_audio_s = sentence_audio_s
-        self.hits = hits  # per sentence: 0 none, 1 TTS cache, 2 animation cache
-        n = len(sentence_audio_s)
-        self.text_ready = [False] * n
-        self.audio_done = [False] * n
-        fps, chunk_frames = sim.fps, sim.chunk_frames
-        self.chunks: list[int] = []  # frames per chunk
-        self.chunk_sentence: list[int] = []
-        for j, audio_s in enumerate(sentence_audio_s):
-            frames = max(1, round(audio_s * fps))
-            while frames > 0:
-                self.chunks.append(min(chunk_frames, frames))
-                self.chunk_sentence.append(j)
-                frames -= chunk_frames
-        self.frames = sum(self.chunks)
-        self.animated = [False] * len(self.chunks)
+        self.fps = sim.fps if fps is None else fps  # the session's (the ladder may lower it)
+        self._plan(sentence_audio_s, hits)
         self.tts_next = self.tts_inflight = 0
         self.anim_next = self.anim_inflight = 0
         self.enc_next = 0
@@ -104,6 +97,33 @@ class Turn:
         self.ttff_s = math.inf
         self.measured = False
         self.finished = sim.env.event()
+
+    def _plan(self, sentence_audio_s: list[float], hits: list[int]) -> None:
+        """Sentences, and the chunks of frames their audio is animated in."""
+        self.sentence_audio_s = sentence_audio_s
+        self.hits = hits  # per sentence: 0 none, 1 TTS cache, 2 animation cache
+        n = len(sentence_audio_s)
+        self.text_ready = [False] * n
+        self.audio_done = [False] * n
+        fps, chunk_frames = self.fps, self.sim.chunk_frames
+        self.chunks: list[int] = []  # frames per chunk
+        self.chunk_sentence: list[int] = []
+        for j, audio_s in enumerate(sentence_audio_s):
+            frames = max(1, round(audio_s * fps))
+            while frames > 0:
+                self.chunks.append(min(chunk_frames, frames))
+                self.chunk_sentence.append(j)
+                frames -= chunk_frames
+        self.frames = sum(self.chunks)
+        self.animated = [False] * len(self.chunks)
+
+    def shorten(self, sentences: int, first_audio_s: float | None = None) -> None:
+        """Speak only the first ``sentences`` (a capped reply; ``first_audio_s``: a first
+        sentence cut short). Only before the reply's first sentence is ready."""
+        audio = self.sentence_audio_s[:sentences]
+        if first_audio_s is not None:
+            audio[0] = first_audio_s
+        self._plan(audio, self.hits[:sentences])
 
     # LLM -> TTS
     def on_text(self, j: int) -> None:
@@ -198,7 +218,7 @@ class Turn:
 
     # encoder -> viewer: playback at fps, stalling when a chunk is late
     def on_ready(self, c: int, ready_s: float) -> None:
-        duration_s = self.chunks[c] / self.sim.fps
+        duration_s = self.chunks[c] / self.fps
         ready_s = max(ready_s, self.t_ref)  # a speculative reply is held until confirmed
         if c == 0:
             self.ttff_s = ready_s - self.t_ref + self.sim.delivery_s
@@ -207,6 +227,7 @@ class Turn:
         else:
             if ready_s > self.end_s:
                 self.stall_s += ready_s - self.end_s
+                self.sim.frame_meter.stalled(ready_s - self.end_s, self.fps)
                 self.end_s = ready_s
             self.end_s += duration_s
         if c == len(self.chunks) - 1:

@@ -2,7 +2,9 @@
 
 Like vLLM or a llama.cpp server: a new sequence joins at the next step, its prefill
 pauses the others, and each step gives every running sequence one token. With
-``max_batch_size`` 1 it is a sequential engine (``talkface serve`` with llama.cpp).
+``max_batch_size`` 1 it is a sequential engine (one whole reply after another; the
+embedded llama.cpp LLM of ``talkface serve`` lets replies take turns by sentence
+instead, :mod:`talkface.planner.turns`).
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ class ContinuousBatchingStage:
     def executors(self) -> list[Executor]:
         """The replicas' executors (where their busy time is counted)."""
         return [r.executor for r in self.replicas]
+
+    @property
+    def waiting(self) -> int:
+        """Sequences waiting for a slot."""
+        return sum(len(r.queue) for r in self.replicas)
 
     def _route(self) -> _LLMReplica:
         replicas = self.replicas

@@ -3,7 +3,8 @@
 Two shapes:
 
 * a **CPU box** (:meth:`Deployment.cpu_box`): every engine is one worker thread on one
-  machine, all of them sharing ``cpu_cores`` cores (``talkface serve`` on a small box);
+  machine, all of them sharing ``cpu_cores`` cores (``talkface serve`` on a small box),
+  its embedded llama.cpp LLM letting replies take turns by sentence;
 * a **cluster**: GPU stages run as replicas on GPU cards (several replicas may share a
   card, see :mod:`talkface.planner.packing`), CPU stages on CPU capacity sized to stay
   uncontended.
@@ -13,12 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Self
+from typing import Literal, Self
 
 from talkface.errors import ConfigError
+from talkface.llm.base import LLMSettings
 from talkface.planner.profile import Profile, Stage
 
 DEFAULT_MAX_WAIT_MS = 5.0
+
+LLMScheduling = Literal["continuous", "sentence_turns"]
+"""How an LLM replica shares itself among replies: ``continuous`` batching per decoding
+step (a vLLM-style server; with ``max_batch_size`` 1, one whole reply after another), or
+``sentence_turns`` (the embedded llama.cpp LLM: one sequence at a time, replies taking
+turns by sentence, see :mod:`talkface.planner.turns`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +44,10 @@ class StageConfig:
         cards: for each replica, the shared GPU card it runs on (replicas on one card
             share it), or -1 when it has its device to itself; empty: all have their own.
         num_gpus: GPU share of one replica (Ray Serve's ``num_gpus``); 0 on CPU.
+        scheduling: LLM only: see :data:`LLMScheduling`; ``sentence_turns`` needs
+            ``max_batch_size`` 1.
+        max_concurrent_batches: LLM with ``sentence_turns`` only: replies the engine hands
+            the model at once to take turns (more wait in its queue).
     """
 
     stage: Stage
@@ -47,6 +59,8 @@ class StageConfig:
     decode_speed: float = 1.0
     cards: tuple[int, ...] = ()
     num_gpus: float = 0.0
+    scheduling: LLMScheduling = "continuous"
+    max_concurrent_batches: int = 1
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -59,6 +73,15 @@ class StageConfig:
             raise ValueError(f"{self.stage}: speeds must be positive")
         if self.cards and len(self.cards) != self.replicas:
             raise ValueError(f"{self.stage}: cards must name one card per replica")
+        if self.max_concurrent_batches < 1:
+            raise ValueError(f"{self.stage}: max_concurrent_batches must be at least 1")
+        if self.scheduling == "sentence_turns" and (
+            self.stage != "llm" or self.max_batch_size != 1
+        ):
+            raise ValueError(
+                f"{self.stage}: sentence_turns is the LLM's scheduling without batched "
+                "decoding (max_batch_size 1)"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +127,7 @@ class Deployment:
         *,
         batching: Mapping[Stage, tuple[int, float]] | None = None,
         cpu_cores: float | None = None,
+        llm_scheduling: LLMScheduling | None = None,
     ) -> Self:
         """The deployment of ``talkface serve`` on the machine the profile was measured on.
 
@@ -114,6 +138,11 @@ class Deployment:
                 5 ms (the LLM: 1 sequence).
             cpu_cores: cores the engines share; default the profile's
                 ``machine.cpu_cores - machine.reserved_cores``.
+            llm_scheduling: default: ``sentence_turns`` as the embedded llama.cpp LLM runs
+                (up to :class:`~talkface.llm.base.LLMSettings`' default
+                ``max_concurrent_batches`` replies taking turns), or ``continuous`` when
+                the LLM batches more than 1 sequence; ``continuous`` with 1 sequence is
+                the sequential engine talkface had before replies took turns.
 
         Raises:
             ConfigError: the profile has GPU engines or no machine.
@@ -133,5 +162,19 @@ class Deployment:
             )
             default_wait = DEFAULT_MAX_WAIT_MS if engine.max_wait_ms is None else engine.max_wait_ms
             max_batch, max_wait = batching.get(stage, (default_batch, default_wait))
-            stages[stage] = StageConfig(stage=stage, max_batch_size=max_batch, max_wait_ms=max_wait)
+            config = StageConfig(stage=stage, max_batch_size=max_batch, max_wait_ms=max_wait)
+            if stage == "llm":
+                config = _with_llm_scheduling(config, llm_scheduling)
+            stages[stage] = config
         return cls(stages=stages, cpu_cores=cpu_cores)
+
+
+def _with_llm_scheduling(config: StageConfig, scheduling: LLMScheduling | None) -> StageConfig:
+    """The CPU box's LLM ``config`` with its scheduling (see :meth:`Deployment.cpu_box`)."""
+    if scheduling is None:
+        scheduling = "sentence_turns" if config.max_batch_size == 1 else "continuous"
+    if scheduling == "continuous":
+        return config
+    # The shipped engine default, read from its one owner (not the environment).
+    concurrent = LLMSettings.model_validate({}).batching.max_concurrent_batches
+    return replace(config, scheduling=scheduling, max_concurrent_batches=concurrent)

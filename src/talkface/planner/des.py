@@ -11,7 +11,8 @@
 * :class:`PerSessionStage` runs each request at once on its session's own worker (a
   per-stream video encoder), sharing a pool when it has one.
 
-The LLM's continuous batching is in :mod:`talkface.planner.continuous`. Everything is
+The LLM's continuous batching is in :mod:`talkface.planner.continuous`, the embedded
+llama.cpp LLM's sentence turns in :mod:`talkface.planner.turns`. Everything is
 driven by callbacks rather than processes where it matters: a simulated 1500-session
 cluster handles millions of events.
 """
@@ -59,6 +60,8 @@ class ProcessorPool:
         self._generation = 0
         self.busy_integral_s = 0.0
         """Integral of ``min(demand, capacity) / capacity`` over time: utilisation x time."""
+        self.busy_core_s = 0.0
+        """Integral of ``min(demand, capacity)`` over time: processor-seconds used."""
 
     def run(self, work_s: float, demand: float = 1.0) -> simpy.Event:
         """Start a job of ``work_s`` seconds (at full speed); the event fires when it ends."""
@@ -74,6 +77,19 @@ class ProcessorPool:
         self._advance()
         return self.busy_integral_s
 
+    def used_core_s(self) -> float:
+        """Processor-seconds used up to now."""
+        self._advance()
+        return self.busy_core_s
+
+    def resize(self, capacity: float) -> None:
+        """Change the processors from now on (the jobs running speed up or slow down)."""
+        if capacity <= 0:
+            raise ValueError("a processor pool needs a positive capacity")
+        self._advance()
+        self.capacity = capacity
+        self._reschedule()
+
     def _advance(self) -> None:
         now = self.env.now
         dt = now - self._last_s
@@ -81,7 +97,9 @@ class ProcessorPool:
             progress = dt * self._rate
             for job in self._jobs:
                 job.remaining_s -= progress
-            self.busy_integral_s += dt * min(self._demand, self.capacity) / self.capacity
+            used = min(self._demand, self.capacity)
+            self.busy_integral_s += dt * used / self.capacity
+            self.busy_core_s += dt * used
         self._last_s = now
 
     def _reschedule(self) -> None:
@@ -273,6 +291,11 @@ class BatchingStage:
     def executors(self) -> list[Executor]:
         """The replicas' executors (where their busy time is counted)."""
         return [r.executor for r in self.replicas]
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting in the replicas' queues (not yet taken into a batch)."""
+        return sum(len(r.queue) for r in self.replicas)
 
     def _route(self) -> _BatchReplica:
         replicas = self.replicas

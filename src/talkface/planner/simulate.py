@@ -15,6 +15,11 @@ Time to first frame (TTFF) runs from the end of speech plus the VAD hang-over to
 first encoded chunk (or 0 when a speculative reply had it ready by then). A reply is
 *sustained* when stalls leave it at no less than ``SLO.min_fps_share`` of the nominal fps.
 
+The embedded llama.cpp LLM of a CPU box takes turns by sentence
+(:mod:`talkface.planner.turns`); an LLM server batches continuously
+(:mod:`talkface.planner.continuous`). With ``SimOptions.degradation`` the server's
+degradation ladder steps down under simulated pressure (:mod:`talkface.planner.ladder`).
+
 The run is deterministic for a seed, and bounded: its simulated length is set so that
 about ``SimOptions.target_turns`` turns are measured.
 """
@@ -24,7 +29,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
@@ -41,132 +45,21 @@ from talkface.planner.des import (
     ProcessorPool,
     StageCounters,
 )
+from talkface.planner.ladder import FrameMeter, SimulatedLadder, capped_reply
 from talkface.planner.profile import Profile, Stage
+from talkface.planner.sim_results import SEGMENTS, SimOptions, SimulationResult, StageStats
+from talkface.planner.turns import SentenceTurnsStage
 from talkface.planner.workload import SLO, Workload
 
-SEGMENTS = ("vad", "asr", "llm", "tts", "animator", "encoder")
-"""TTFF is the sum of these segments (each one: its queue wait plus its service)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SimOptions:
-    """How long and how finely to simulate.
-
-    Attributes:
-        seed: random seed; the same seed gives the same result.
-        target_turns: turns to measure; sets the simulated length.
-        min_duration_s: shortest measured window.
-        max_duration_s: longest measured window.
-        warmup_s: simulated time before measuring (default: 60 % of a turn cycle; the
-            sessions start at random points of their first cycle).
-        vad_window_ms: coarser VAD windows than the profile's (fewer events for large
-            runs; the VAD's total work is the same). None keeps the profile's.
-    """
-
-    seed: int = 0
-    target_turns: int = 3000
-    min_duration_s: float = 10.0
-    max_duration_s: float = 4 * 3600.0
-    warmup_s: float | None = None
-    vad_window_ms: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.target_turns < 1:
-            raise ValueError("target_turns must be at least 1")
-        if not 0 < self.min_duration_s <= self.max_duration_s:
-            raise ValueError("need 0 < min_duration_s <= max_duration_s")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StageStats:
-    """One stage in the measured window.
-
-    Attributes:
-        requests: requests served.
-        mean_batch_size: requests per batch (LLM: sequences running per decoding step).
-        wait_mean_ms: mean wait in the queue (batch formation included).
-        wait_p95_ms: 95th percentile of that wait.
-        busy: mean busy share of one replica; for per-session stages, processors kept
-            busy on average.
-    """
-
-    requests: int
-    mean_batch_size: float
-    wait_mean_ms: float
-    wait_p95_ms: float
-    busy: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SimulationResult:
-    """What one simulation measured.
-
-    Attributes:
-        sessions: concurrent sessions simulated.
-        turns: turns measured (those whose speech ended inside the window).
-        simulated_s: length of the measured window.
-        ttff_ms: every measured turn's TTFF, sorted (inf for turns that never got a frame).
-        fps_achieved: every completed reply's achieved frame rate, sorted.
-        fps_nominal: the pipeline's frame rate.
-        breakdown_ms: mean of each TTFF segment (see :data:`SEGMENTS`).
-        breakdown_p95_ms: 95th percentile of each TTFF segment.
-        stages: per simulated stage.
-        pools: busy share of each shared processor pool (the CPU box, shared GPUs).
-    """
-
-    sessions: int
-    turns: int
-    simulated_s: float
-    ttff_ms: tuple[float, ...]
-    fps_achieved: tuple[float, ...]
-    fps_nominal: float
-    breakdown_ms: dict[str, float]
-    breakdown_p95_ms: dict[str, float]
-    stages: dict[Stage, StageStats]
-    pools: dict[str, float] = field(default_factory=dict)
-
-    def ttff_percentile_ms(self, q: float) -> float:
-        """The ``q``-th percentile of time to first frame, in ms (inf when no turn finished)."""
-        if not self.ttff_ms:
-            return math.inf
-        return float(np.percentile(self.ttff_ms, q, method="higher"))
-
-    @property
-    def ttff_p50_ms(self) -> float:
-        """Median time to first frame, in ms."""
-        return self.ttff_percentile_ms(50)
-
-    @property
-    def ttff_p95_ms(self) -> float:
-        """95th percentile of time to first frame, in ms."""
-        return self.ttff_percentile_ms(95)
-
-    @property
-    def ttff_p99_ms(self) -> float:
-        """99th percentile of time to first frame, in ms."""
-        return self.ttff_percentile_ms(99)
-
-    def sustained_share(self, slo: SLO) -> float:
-        """Share of replies that played at ``slo.min_fps_share`` of the nominal fps or better."""
-        if not self.fps_achieved:
-            return 0.0
-        floor = slo.min_fps_share * self.fps_nominal * (1 - 1e-9)
-        return sum(f >= floor for f in self.fps_achieved) / len(self.fps_achieved)
-
-    @property
-    def fps_p05(self) -> float:
-        """5th percentile of the frame rate replies played at, in fps (0 without replies)."""
-        if not self.fps_achieved:
-            return 0.0
-        return float(np.percentile(self.fps_achieved, 5, method="lower"))
-
-    def meets(self, slo: SLO) -> bool:
-        """True when this run meets ``slo``: TTFF p95 and sustained frame rate."""
-        return (
-            self.turns > 0
-            and self.ttff_p95_ms <= slo.ttff_p95_ms
-            and self.sustained_share(slo) >= slo.sustained_turn_share
-        )
+__all__ = [
+    "SEGMENTS",
+    "SimOptions",
+    "SimulationResult",
+    "StageStats",
+    "max_sessions",
+    "plan_reply",
+    "simulate",
+]
 
 
 class _PipelineSim:
@@ -195,11 +88,12 @@ class _PipelineSim:
         self.idle_chunk_frames = pipeline.idle_chunk_frames
         self.delivery_s = pipeline.delivery_ms / 1000.0
         self.cpu_pool = None
+        self.box_cores = deployment.cpu_cores or 0.0
+        self.overhead_cores = profile.machine.session_overhead_cores if profile.machine else 0.0
+        self.live_sessions = sessions
         if deployment.is_cpu_box:
             # Live sessions cost CPU outside the engines too; what is left runs them.
-            overhead = sessions * (profile.machine.session_overhead_cores if profile.machine else 0)
-            cores = max(deployment.cpu_cores - overhead, 0.05 * deployment.cpu_cores)
-            self.cpu_pool = ProcessorPool(env, cores, "cpu")
+            self.cpu_pool = ProcessorPool(env, self._engine_cores(), "cpu")
         names = deployment.card_names or tuple(f"gpu{i}" for i in range(deployment.card_count))
         self.cards = [ProcessorPool(env, 1.0, name) for name in names]
         self.stages: dict[Stage, object] = {}
@@ -217,6 +111,30 @@ class _PipelineSim:
         self.animator = self.stages["animator"]
         self.encoder = self.stages.get("encoder")
         self.turns: list[Turn] = []
+        self.frame_meter = FrameMeter(env)
+        self.ladder: SimulatedLadder | None = None
+        if options.degradation is not None:
+            pool = self.cpu_pool
+            self.ladder = SimulatedLadder(
+                env,
+                options.degradation,
+                queue_depth=lambda: sum(getattr(st, "waiting", 0) for st in self.stages.values()),
+                busy_core_s=pool.used_core_s if pool is not None else None,
+                overhead_cores=lambda: self.live_sessions * self.overhead_cores,
+                cores=self.box_cores or 1.0,
+                frames=self.frame_meter,
+            )
+
+    def _engine_cores(self) -> float:
+        """The CPU box's cores left to the engines by the live sessions."""
+        overhead = self.live_sessions * self.overhead_cores
+        return max(self.box_cores - overhead, 0.05 * self.box_cores)
+
+    def _set_live(self, change: int) -> None:
+        """Sessions went live (or, negative, stopped): the cores they take change."""
+        self.live_sessions += change
+        if self.cpu_pool is not None:
+            self.cpu_pool.resize(self._engine_cores())
 
     def _build_stage(self, stage: Stage, deployment: Deployment) -> object:
         env, config, engine = self.env, deployment.stages[stage], self.profile.engines[stage]
@@ -244,6 +162,16 @@ class _PipelineSim:
         if stage == "llm":
             assert engine.decode is not None
             decode = ServiceModel(engine.decode, speed=config.decode_speed)
+            if config.scheduling == "sentence_turns":
+                return SentenceTurnsStage(
+                    env,
+                    executors,
+                    service_of(model),
+                    service_of(decode, "/decode"),
+                    max_concurrent=config.max_concurrent_batches,
+                    context_tokens=self.workload.prompt_tokens.mean,
+                    seed=seed + "/router",
+                )
             return ContinuousBatchingStage(
                 env,
                 executors,
@@ -263,26 +191,54 @@ class _PipelineSim:
 
     # sessions
     def session(self, sid: int) -> simpy.events.ProcessGenerator:
-        env, wl = self.env, self.workload
+        """One user: a session for the whole run, or (with the ladder) one after another."""
+        env, ladder = self.env, self.ladder
         rng = random.Random(f"{self.options.seed}/session/{sid}")
-        yield env.timeout(rng.uniform(0.0, wl.cycle_s))
-        current: list[Turn | None] = [None]
-        if self.idle_chunk_frames:
-            env.process(self.idle_video(current))
+        yield env.timeout(rng.uniform(0.0, self.workload.cycle_s))
+        if ladder is None:
+            yield from self.conversation(rng, _Live(self.fps), None)
+            return
+        ends = random.Random(f"{self.options.seed}/session-ends/{sid}")
         while True:
-            turn = yield from self.turn(rng, current)
+            if ladder.refusing:
+                self._set_live(-1)
+                while ladder.refusing:  # the user is told to retry after retry_after_s
+                    ladder.count("refused")
+                    yield env.timeout(ladder.settings.retry_after_s)
+                self._set_live(+1)
+            fps = ladder.session_fps(self.fps)
+            ladder.count("started")
+            if fps < self.fps:
+                ladder.count("reduced")
+            yield from self.conversation(rng, _Live(fps), ends)
+
+    def conversation(
+        self, rng: random.Random, live: _Live, ends: random.Random | None
+    ) -> simpy.events.ProcessGenerator:
+        """One session: idle video and turns, each turn its last with probability
+        ``1 / conversation_turns`` drawn from ``ends`` (None: never ends)."""
+        env, wl = self.env, self.workload
+        self.frame_meter.live(live.fps)
+        if self.idle_chunk_frames:
+            env.process(self.idle_video(live))
+        while True:
+            turn = yield from self.turn(rng, live)
             if turn.end_s > env.now:
                 yield env.timeout(turn.end_s - env.now)
             yield env.timeout(rng.expovariate(1.0 / wl.think_s_mean))
+            if ends is not None and ends.random() * wl.conversation_turns < 1:
+                break
+        live.ended = True
+        self.frame_meter.live(-live.fps)
 
-    def idle_video(self, current: list[Turn | None]) -> simpy.events.ProcessGenerator:
+    def idle_video(self, live: _Live) -> simpy.events.ProcessGenerator:
         """The avatar moves while it does not speak: chunks rendered and encoded in real
         time, through the same animator and encoder as the replies."""
         env, frames = self.env, self.idle_chunk_frames
-        period_s = frames / self.fps
+        period_s = frames / live.fps
         next_s = env.now
-        while True:
-            turn = current[0]
+        while not live.ended:
+            turn = live.current
             speaking = turn is not None and 0 <= turn.start_s <= env.now < turn.end_s
             if not speaking:
                 yield self.animator.submit(frames).done
@@ -291,15 +247,13 @@ class _PipelineSim:
             next_s = max(next_s + period_s, env.now)
             yield env.timeout(next_s - env.now)
 
-    def turn(
-        self, rng: random.Random, current: list[Turn | None]
-    ) -> simpy.events.ProcessGenerator:
+    def turn(self, rng: random.Random, live: _Live) -> simpy.events.ProcessGenerator:
         env, wl = self.env, self.workload
         utterance_s = wl.utterance_s.sample(rng)
         boundaries, audio, hits = plan_reply(wl, rng)
         faq_hit = rng.random() < wl.faq_cache_hit_rate
         prompt = wl.sample_evaluated_prompt_tokens(rng)
-        turn = Turn(self, audio, hits)
+        turn = _Turn(self, audio, hits, live.fps)
         turn.t_ref = env.now + utterance_s + self.hangover_s
         turn.measured = self.measure_from_s <= turn.t_ref < self.measure_until_s
         if turn.measured:
@@ -309,7 +263,7 @@ class _PipelineSim:
         yield from self._listen(utterance_s, self.reply_start_s)
         if self.reply_start_s < self.hangover_s:  # the VAD goes on through the hang-over
             env.process(self._vad_windows(self.hangover_s - self.reply_start_s))
-        current[0] = turn
+        live.current = turn
         turn.t_vad = env.now
         request = self.asr.submit(utterance_s)
         yield request.done
@@ -317,10 +271,30 @@ class _PipelineSim:
         if faq_hit:
             for j in range(len(boundaries)):
                 turn.on_text(j)
-        else:
+        elif self.ladder is None:
             self.llm.submit(prompt, boundaries, turn.on_text)
+        else:
+            self.llm.submit(prompt, *self._capped(turn, boundaries))
         yield turn.finished
         return turn
+
+    def _capped(self, turn: Turn, boundaries: list[int]) -> tuple[list[int], Callable[[int], None]]:
+        """The reply as the ladder lets it start now: what the LLM generates and who
+        hears of its sentences (``shorter_replies``: only those spoken)."""
+        assert self.ladder is not None
+        cap = self.ladder.reply_cap(boundaries[-1])
+        if cap >= boundaries[-1]:
+            return boundaries, turn.on_text
+        self.ladder.count("capped")
+        generated, spoken = capped_reply(boundaries, cap)
+        cut_first_s = cap * self.workload.speech_s_per_token if boundaries[0] > cap else None
+        turn.shorten(spoken, cut_first_s)
+
+        def on_text(j: int) -> None:
+            if j < spoken:  # the dropped half sentence is generated, never handed on
+                turn.on_text(j)
+
+        return generated, on_text
 
     def _partials(self, utterance_s: float) -> simpy.events.ProcessGenerator:
         """Partial ASR passes over the audio so far while the user speaks, one at a time."""
@@ -364,6 +338,8 @@ class _PipelineSim:
         self.measure_from_s, self.measure_until_s = warmup_s, warmup_s + duration_s
         for sid in range(self.sessions):
             env.process(self.session(sid))
+        if self.ladder is not None:
+            self.ladder.start(self.measure_from_s, self.measure_until_s)
         stage_items = list(self.stages.items())
         pools = ([self.cpu_pool] if self.cpu_pool else []) + self.cards
         snap: dict[str, dict[str, float]] = {}
@@ -391,7 +367,11 @@ class _PipelineSim:
     def _result(self, snap: dict, duration_s: float) -> SimulationResult:
         turns = self.turns
         ttff = sorted(t.ttff_s * 1000.0 for t in turns)
-        fps = sorted(t.frames / (t.end_s - t.start_s) for t in turns if t.finished.triggered)
+        fps = sorted(
+            t.frames / (t.end_s - t.start_s) * (self.fps / t.fps)
+            for t in turns
+            if t.finished.triggered
+        )
         complete = [t for t in turns if t.t_anim0 >= 0 and t.ttff_s < math.inf]
         breakdown = dict.fromkeys(SEGMENTS, 0.0)
         breakdown_p95 = dict.fromkeys(SEGMENTS, 0.0)
@@ -442,7 +422,30 @@ class _PipelineSim:
                 / duration_s
                 for p in pools
             },
+            degradation=self.ladder.report() if self.ladder is not None else None,
         )
+
+
+class _Turn(Turn):
+    """A turn that tells the ladder (when there is one) of its first frame."""
+
+    __slots__ = ()
+
+    def on_ready(self, c: int, ready_s: float) -> None:
+        super().on_ready(c, ready_s)
+        if c == 0 and self.sim.ladder is not None:
+            self.sim.ladder.first_frame(self.t_ref + self.ttff_s, self.ttff_s)
+
+
+class _Live:
+    """One live session: its frame rate, and the turn it is in."""
+
+    __slots__ = ("current", "ended", "fps")
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.current: Turn | None = None
+        self.ended = False
 
 
 def _executors(stage: object) -> list[Executor]:
