@@ -24,6 +24,7 @@ from pydantic_settings import (
 from talkface.api.settings import ServerSettings
 from talkface.asr.base import ASRSettings
 from talkface.cache.settings import CacheSettings
+from talkface.degradation import DegradationSettings
 from talkface.errors import ConfigError
 from talkface.face.base import AnimatorSettings
 from talkface.faq.base import FAQSettings
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     faq: FAQSettings = Field(default_factory=FAQSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    degradation: DegradationSettings = Field(default_factory=DegradationSettings)
 
     @classmethod
     def settings_customise_sources(

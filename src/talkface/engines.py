@@ -235,6 +235,9 @@ class _Lanes(Generic[RequestT, ResultT]):
     def qsize(self) -> int:
         return len(self._live) + len(self._offline)
 
+    def live_size(self) -> int:
+        return len(self._live)
+
     def empty(self) -> bool:
         """Nothing may be taken now (offline requests held back by live turns count as
         not there yet)."""
@@ -311,6 +314,11 @@ class Engine(Generic[RequestT, ResultT]):
     def queue_depth(self) -> int:
         """Requests waiting for a batch right now."""
         return self._queue.qsize() if self._queue is not None else 0
+
+    @property
+    def live_queue_depth(self) -> int:
+        """Live requests waiting for a batch right now (offline ones left out)."""
+        return self._queue.live_size() if self._queue is not None else 0
 
     @property
     def running(self) -> int:

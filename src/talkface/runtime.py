@@ -20,6 +20,7 @@ from talkface import process_memory
 from talkface.asr.base import ASRBackend, ASRRequest
 from talkface.asr.registry import ASR_BACKENDS
 from talkface.config import Settings, load_settings
+from talkface.degradation import DegradationLadder
 from talkface.engines import BatchObserver, Engine
 from talkface.errors import BackendUnavailable
 from talkface.face.base import AnimationRequest, AnimatorBackend
@@ -85,6 +86,8 @@ class Runtime:
         self._primed_persona: str | None = None
         self.route_counts = RouteCounts()
         """Answers per route (FAQ, small LLM, large LLM, fallback), for ``/metrics``."""
+        self.ladder = DegradationLadder(self.settings.degradation)
+        """What this process gives up under pressure now (the server feeds it)."""
 
     @property
     def engines(self) -> tuple[Engine[Any, Any], ...]:

@@ -161,7 +161,7 @@ class FakeLLM(LLMBackend):
         stats = []
         for request in requests:
             self.prompts.append(request.messages[-1].content)
-            words = self.reply.split(" ")
+            words = self.reply.split(" ")[: request.max_tokens]  # a word per token
             for index, word in enumerate(words):
                 if request.stream.cancelled:
                     break

@@ -56,7 +56,10 @@ def server_settings(data_dir: Path, *, size_px: int = 256, **overrides: Any) -> 
     for key, value in overrides.items():
         current = server.get(key)
         server[key] = {**current, **value} if isinstance(current, dict) else value
-    return load_settings(animator={"size_px": size_px}, server=server)
+    # The ladder steps on this process's CPU, which every test here shares: it would
+    # shorten answers and refuse sessions at random. test_degradation_live.py turns it on.
+    return load_settings(animator={"size_px": size_px}, server=server,
+                         degradation={"enabled": False})
 
 
 @dataclass(frozen=True, slots=True)

@@ -346,7 +346,7 @@ def test_loopback_is_offered_when_the_server_listens_on_it(monkeypatch: pytest.M
 
 
 async def test_the_session_limit_is_a_retryable_error_with_retry_after() -> None:
-    registry = SessionRegistry(None, max_sessions=0)  # type: ignore[arg-type]
+    registry = SessionRegistry(Runtime(load_settings()), max_sessions=0)
     with pytest.raises(Overloaded) as caught:
         await registry.create(Principal(key_id="k", scope="key"), ConversationOptions())
     event = error_event(caught.value)

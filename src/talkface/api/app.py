@@ -23,6 +23,7 @@ from talkface.api.errors import install_error_handlers
 from talkface.api.headers import DOCS_PATHS, SecurityHeadersMiddleware
 from talkface.api.log_redaction import install_log_redaction
 from talkface.api.metrics import MetricsMiddleware, ServerMetrics
+from talkface.api.pressure import PressureSampler
 from talkface.api.sessions import SessionRegistry
 from talkface.api.shutdown import DrainOnSignal
 from talkface.api.state import ServerState
@@ -62,9 +63,15 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None,
         trimming = (asyncio.create_task(release_freed_memory_every(server.memory_trim_interval_s),
                                         name="memory-trim")
                     if server.memory_trim_interval_s > 0 else None)
+        # The degradation ladder steps on what this samples (pressure shows in /metrics),
+        # from the moment the models are loaded: loading them is not load.
+        sampling = asyncio.create_task(
+            PressureSampler(runtime, state.sessions).run(after=state.warm_up_task),
+            name="pressure")
         try:
             yield
         finally:
+            sampling.cancel()
             if trimming is not None:
                 trimming.cancel()
             await drain.aclose()

@@ -181,6 +181,7 @@ class _GaugeCollector(Collector):
                 "directory (bounded by llm.conversation_cache_mb), not in memory.")
             saved.add_metric([], llm.saved_state_bytes())
             yield saved
+        yield from _degradation(state)
         replicas = state.runtime.deployment_replicas()
         if replicas:
             family = GaugeMetricFamily("talkface_stage_replicas",
@@ -199,6 +200,38 @@ class _GaugeCollector(Collector):
 def _engines(state: ServerState) -> list[Engine[Any, Any]]:
     """The engines loaded so far."""
     return list(state.runtime.engines)
+
+
+def _degradation(state: ServerState) -> Iterator[Metric]:
+    """The degradation ladder: its level, each step, the pressure and its signals."""
+    ladder = state.runtime.ladder
+    level = GaugeMetricFamily("talkface_degradation_level",
+                              "Steps of the degradation ladder taken now (0: none).")
+    level.add_metric([], ladder.level)
+    yield level
+    taken = GaugeMetricFamily("talkface_degradation_step_taken",
+                              "1 while a step of the degradation ladder is taken.",
+                              labels=["step"])
+    steps = CounterMetricFamily("talkface_degradation_steps",
+                                "Steps taken (down) and given back (up), by step.",
+                                labels=["step", "direction"])
+    for step in ladder.settings.order:
+        taken.add_metric([step], 1 if ladder.taken(step) else 0)
+        for down, direction in ((True, "down"), (False, "up")):
+            steps.add_metric([step, direction], ladder.steps_total.get((step, down), 0))
+    yield taken
+    yield steps
+    pressure = GaugeMetricFamily("talkface_pressure",
+                                 "Load as the ladder sees it: the worst signal over its "
+                                 "limit (1: at the limit).")
+    pressure.add_metric([], ladder.pressure)
+    yield pressure
+    signals = GaugeMetricFamily("talkface_pressure_signal",
+                                "Each signal over its limit (degradation.max_*), averaged "
+                                "over degradation.window_s.", labels=["signal"])
+    for name, ratio in sorted(ladder.signals.items()):
+        signals.add_metric([name], ratio)
+    yield signals
 
 
 def metrics_of(connection: HTTPConnection | FastAPI) -> ServerMetrics:

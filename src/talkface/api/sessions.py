@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -43,6 +43,21 @@ SHUTDOWN_REASON = "the server is shutting down"
 _END_INPUT_TIMEOUT_S = 1.0
 
 
+@dataclass(slots=True)
+class FrameCounts:
+    """Video frames of live streams: how many were shown, and how many of those came
+    late (a turn's next frame was not ready, or frames due together were skipped).
+    The degradation ladder reads them (:mod:`talkface.api.pressure`)."""
+
+    shown: int = 0
+    late: int = 0
+
+    def add(self, other: FrameCounts) -> None:
+        """Count ``other``'s frames in these."""
+        self.shown += other.shown
+        self.late += other.late
+
+
 @dataclass(eq=False)
 class LiveSession:
     """One live conversation and who owns it.
@@ -62,6 +77,7 @@ class LiveSession:
     end_reason: str | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     meter: LiveMeter | None = None  # its key's daily quotas (api/realtime/quota.py)
+    frames: FrameCounts = field(default_factory=FrameCounts)  # its stream counts them
 
     async def aclose(self) -> None:
         """End the conversation and release what it holds."""
@@ -85,11 +101,16 @@ class SessionRegistry:
         self._sessions: dict[str, LiveSession] = {}
         self._starting = 0
         self._draining = False
+        self._ended_frames = FrameCounts()
         self._lock = asyncio.Lock()
         self.quotas: QuotaLedger | None = None  # set when the server starts
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def __iter__(self) -> Iterator[LiveSession]:
+        """The live sessions now (a copy: sessions may come and go meanwhile)."""
+        return iter(list(self._sessions.values()))
 
     @property
     def draining(self) -> bool:
@@ -137,7 +158,8 @@ class SessionRegistry:
             self._starting -= 1
 
     def check_admission(self) -> None:
-        """Refuse at once when a session would be refused anyway (full, shutting down).
+        """Refuse at once when a session would be refused anyway (full, shutting down,
+        or the degradation ladder's ``refuse_sessions`` step is taken).
 
         Raises:
             Overloaded: with the reason and when to retry.
@@ -145,12 +167,26 @@ class SessionRegistry:
         if self._draining:
             raise Overloaded(f"{SHUTDOWN_REASON}; connect again in a moment",
                              retry_after_s=10.0)
+        ladder = self._runtime.ladder
+        if ladder.refusing_sessions:
+            raise Overloaded(
+                "the server is under heavy load and takes no new sessions for now; "
+                f"try again in {ladder.settings.retry_after_s:g} s",
+                retry_after_s=ladder.settings.retry_after_s,
+            )
         if len(self._sessions) + self._starting >= self._max:
             raise Overloaded(
                 f"the server is at its limit of {self._max} live sessions; "
                 "try again in a little while",
                 retry_after_s=10.0,
             )
+
+    def frames_seen(self) -> FrameCounts:
+        """Every live stream's frames since the server started (ended sessions' too)."""
+        total = FrameCounts(self._ended_frames.shown, self._ended_frames.late)
+        for session in self._sessions.values():
+            total.add(session.frames)
+        return total
 
     def get(self, session_id: str, principal: Principal) -> LiveSession:
         """The session, if it exists and belongs to ``principal``'s key.
@@ -167,6 +203,7 @@ class SessionRegistry:
         """End a session (its client left, or asked to)."""
         session = self._sessions.pop(session_id, None)
         if session is not None:
+            self._ended_frames.add(session.frames)
             try:
                 await session.aclose()
             finally:

@@ -112,6 +112,22 @@ class SessionResult:
     speaking_frames: int = 0
     missing_frames: int = 0
     errors: list[str] = field(default_factory=list)
+    fps: int | None = None
+    """The frame rate the server gave the session (its ``ready``)."""
+    frames_by_second: dict[int, int] = field(default_factory=dict)
+    """Video frames received in each second of ``time.monotonic()``."""
+    refusal: dict[str, object] | None = None
+    """The server's error event when it refused the session."""
+
+    def min_fps(self, window_s: int = 5) -> float | None:
+        """The fewest frames per second received in any ``window_s`` whole seconds of the
+        session (its first and last, partial, seconds left out); None when shorter."""
+        if len(self.frames_by_second) < window_s + 2:
+            return None
+        first, last = min(self.frames_by_second) + 1, max(self.frames_by_second) - 1
+        counts = [self.frames_by_second.get(s, 0) for s in range(first, last + 1)]
+        return min(sum(counts[i:i + window_s]) / window_s
+                   for i in range(len(counts) - window_s + 1))
 
 
 @dataclass(slots=True)
@@ -253,7 +269,8 @@ class _User:
                 reader = asyncio.create_task(self._read(ws))
                 try:
                     ready = await self._expect("ready", 120.0)
-                    self._frame_us = 1_000_000 // int(ready["media"]["fps"])  # type: ignore[index]
+                    self.session.fps = int(ready["media"]["fps"])  # type: ignore[index]
+                    self._frame_us = 1_000_000 // self.session.fps
                     self.connected.set()
                     microphone = _Microphone(ws)
                     streaming = asyncio.create_task(microphone.stream())
@@ -288,6 +305,8 @@ class _User:
         if kind != b"V":
             return
         self.session.frames += 1
+        second = int(time.monotonic())
+        self.session.frames_by_second[second] = self.session.frames_by_second.get(second, 0) + 1
         if self._speaking:
             self.session.speaking_frames += 1
         if self._last_pts_us is not None:
@@ -302,6 +321,10 @@ class _User:
                 event = await self._events.get()
                 if event.get("type") == kind:
                     return event
+                if kind == "ready" and event.get("type") == "error":
+                    if event.get("code") == "overloaded":
+                        self.session.refusal = event
+                    raise RuntimeError(f"the session was refused: {event.get('message')}")
 
     async def _talk(self, microphone: _Microphone) -> None:
         turn_number = 0

@@ -100,7 +100,8 @@ class Answering:
 
         sentences = reply_sentences(
             routed.as_engine(), messages,
-            max_tokens=settings.llm.max_reply_tokens,
+            # Under pressure the degradation ladder may cap answers shorter.
+            max_tokens=runtime.ladder.reply_tokens(settings.llm.max_reply_tokens),
             temperature=settings.llm.temperature,
             # None: each sentence picks its own voice by its language.
             language=self._options.language,
@@ -113,7 +114,7 @@ class Answering:
             voice_for=self._voice_for,
             animator=await runtime.animator_engine(),
             avatar_id=self._options.avatar_id or await runtime.default_avatar(),
-            fps=settings.animator.fps,
+            fps=self._timeline.fps,
             seed=self._seed,
             speed=self._options.speed,
             tts_cache=self._tts_cache,

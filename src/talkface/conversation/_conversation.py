@@ -77,6 +77,7 @@ class ConversationOptions:
         persona: system prompt (None: the LLM settings' persona).
         live: True when input arrives in real time (a microphone, a file played as
             one); False lays answers back to back on the timeline (scripts).
+        fps: video frame rate (None: ``animator.fps`` of the settings).
     """
 
     voice: str | None = None
@@ -86,6 +87,7 @@ class ConversationOptions:
     seed: int | None = None
     persona: str | None = None
     live: bool = True
+    fps: int | None = None
 
     def __post_init__(self) -> None:
         check_language(self.language)
@@ -117,7 +119,8 @@ class Conversation:
         self.options = options or ConversationOptions()
         self.clock = clock or MonotonicClock()
         self.timeline = timeline or Timeline(
-            self.clock, fps=runtime.settings.animator.fps, realtime=self.options.live)
+            self.clock, fps=self.options.fps or runtime.settings.animator.fps,
+            realtime=self.options.live)
         self.seed = self.options.seed if self.options.seed is not None else random.getrandbits(31)
         self._outbox = OutputQueue()
         hearing = Hearing(runtime, language=self.options.language, clock=self.clock,
@@ -222,6 +225,11 @@ class Conversation:
         if self._input_task is not None:
             await asyncio.wait([self._input_task])
 
+    @property
+    def fps(self) -> int:
+        """The video frame rate of this conversation (its timeline's)."""
+        return self.timeline.fps
+
     def messages(self) -> AsyncIterator[Message]:
         """Everything the avatar says and shows, in order (system messages first)."""
         return self._outbox.__aiter__()
@@ -234,7 +242,7 @@ class Conversation:
 
     async def idle_frames(self, first_frame_index: int, count: int) -> list[np.ndarray]:
         """Frames of the avatar listening (blinking, breathing) for a gap in the video."""
-        fps = self.runtime.settings.animator.fps
+        fps = self.fps
         engine = await self.runtime.animator_engine()
         avatar_id = self.options.avatar_id or await self.runtime.default_avatar()
         silence = np.zeros(int((_IDLE_CHUNK_FRAMES + 4) / fps * ANIMATOR_AUDIO_RATE_HZ), np.float32)

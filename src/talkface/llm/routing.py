@@ -7,7 +7,9 @@ Every answer has one route, decided in one place for every entry point (a live t
 2. otherwise :class:`RoutingPolicy` decides between the small model and the large one
    from the question alone (its length, keywords, regular expressions, or an
    ``always``/``never`` switch), and says why;
-3. a question sent to the large model that cannot reach it (connection refused, no
+3. while the server is under pressure (the degradation ladder's ``small_llm_only``
+   step, :mod:`talkface.degradation`), the small model answers every question;
+4. a question sent to the large model that cannot reach it (connection refused, no
    connection or no first token in time, a 5xx) is answered by the small model instead:
    the route is then ``small`` with ``fallback`` set, one log line says so (no user
    text), and ``talkface_llm_route_total{route="large_fallback"}`` counts it.
@@ -330,6 +332,8 @@ async def route_answer(runtime: Runtime, question: str, faq_answer: str | None) 
         return RoutedLLM("faq", engine=RecitedAnswer(faq_answer).as_engine(),
                          small=runtime.llm_engine, counts=counts, reason="faq")
     decision = _policy(runtime.settings.routing).decide(question)
+    if decision.tier == "large" and runtime.ladder.small_llm_only:
+        decision = RouteDecision(tier="small", reason="under pressure: small LLM only")
     logger.debug("LLM route %s (%s)", decision.tier, decision.reason)  # rules, no user text
     engine: Any = await runtime.large_llm_engine() if decision.tier == "large" else None
     return RoutedLLM(decision.tier, engine=engine, small=runtime.llm_engine, counts=counts,

@@ -106,6 +106,12 @@ class RemoteEngine(Generic[RequestT, ResultT]):
         return self._in_flight
 
     @property
+    def live_queue_depth(self) -> int:
+        """Requests from this process not yet answered (render jobs run in replicas of
+        their own on this host, so every request here is live)."""
+        return self._in_flight
+
+    @property
     def running(self) -> int:
         """Requests sent to the deployment and not yet answered (its queue included)."""
         return self._in_flight

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkface.api.realtime.idle_clip import IdleClip, IdleClipSource, blend
+from talkface.api.sessions import FrameCounts
 from talkface.audio import PLAYBACK_RATE_HZ, pcm16_at, to_int16
 from talkface.clock import Clock
 from talkface.errors import TalkfaceError
@@ -199,10 +200,12 @@ class AvatarMedia:
             :meth:`video_frame` or :meth:`audio`.
         idle_clip: where the shared idle loop comes from (None: every idle frame is
             rendered for this session).
+        frames: counts the frames shown and those late (default: counted here only).
     """
 
     def __init__(self, conversation: MediaSource, *, fps: int, on_message: MessageSink,
-                 on_first_output: TurnSink, idle_clip: IdleClipSource | None = None) -> None:
+                 on_first_output: TurnSink, idle_clip: IdleClipSource | None = None,
+                 frames: FrameCounts | None = None) -> None:
         self._conversation = conversation
         self._timeline: Timeline = conversation.timeline
         self.clock: Clock = self._timeline.clock
@@ -224,7 +227,7 @@ class AvatarMedia:
         self._deferred_wake = asyncio.Event()
         self._played = asyncio.Event()  # set whenever queued media or an event goes out
         self._start_ns: int | None = None
-        self.dropped_frames = 0
+        self.frames = frames or FrameCounts()
         self._clip_source = idle_clip
         self._clip: IdleClip | None = None
         self._clip_index: int | None = None  # loop frame on screen, as the loop has it
@@ -285,9 +288,10 @@ class AvatarMedia:
         """The image to show at wall time ``at_ns`` (the avatar speaking, or listening)."""
         chosen: _QueuedFrame | None = None
         half_frame_ns = self._frame_ns // 2
+        self.frames.shown += 1
         while self._video and self._video[0].due_ns <= at_ns + half_frame_ns:
             if chosen is not None:
-                self.dropped_frames += 1  # late: only the newest due frame is shown
+                self.frames.late += 1  # late: only the newest due frame is shown
             chosen = self._video.popleft()
         if chosen is not None:
             self._played.set()
@@ -298,6 +302,7 @@ class AvatarMedia:
             return self._last_image
         if self._shown_turn is not None and self._shown_turn in self._turns:
             # The turn is still being made but its next frame is late: hold this one.
+            self.frames.late += 1
             assert self._last_image is not None
             return self._last_image
         if self._clip is not None:
@@ -442,7 +447,7 @@ class AvatarMedia:
         self._video.append(_QueuedFrame(frame.turn_id, frame.index, due, frame.image))
         while len(self._video) > MAX_QUEUED_FRAMES:
             self._video.popleft()  # nobody is reading: a lagging sink loses its oldest frame
-            self.dropped_frames += 1
+            self.frames.late += 1
         # Hold the pipeline back to the wall clock; never long, so interrupts are seen.
         await self.clock.sleep(due - VIDEO_AHEAD_NS - self.clock.now_ns())
 

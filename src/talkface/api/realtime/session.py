@@ -150,9 +150,11 @@ def conversation_options(runtime: Runtime, options: LiveSessionOptions) -> Conve
             runtime.resolve_voice(options.voice, "en")  # its language is checked per reply
         else:
             choose_voice(runtime.resolve_voice, options.voice, language)
+    # A session's frame rate is fixed for its life; under pressure new ones start lower.
+    fps = runtime.ladder.fps(runtime.settings.animator.fps)
     return ConversationOptions(voice=options.voice, language=options.language,
                                avatar_id=options.avatar_id, seed=options.seed,
-                               persona=options.persona, live=True)
+                               persona=options.persona, live=True, fps=fps)
 
 
 class RealtimeSession:
@@ -189,7 +191,8 @@ class RealtimeSession:
         leave later (fragmented MP4) replace it and call :meth:`mark_speaking` themselves."""
         self.media = AvatarMedia(self.conversation, fps=fps, on_message=self._on_message,
                                  on_first_output=lambda turn: self.on_first_output(turn),
-                                 idle_clip=self._idle_clip_source(output, size_px))
+                                 idle_clip=self._idle_clip_source(output, size_px),
+                                 frames=live.frames)
         self.end_requested = False
         self._errors_sent: dict[tuple[str, str], float] = {}
 

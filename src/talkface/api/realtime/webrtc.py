@@ -219,9 +219,9 @@ class WebRTCTransport:
                  close_session: Callable[[], Awaitable[None]], *,
                  observe_turn: TurnObserver | None = None,
                  count_error: Callable[[str], None] | None = None) -> None:
-        animator = state.settings.animator
         session = RealtimeSession(
-            live, send=self.send, output="webrtc", fps=animator.fps, size_px=animator.size_px,
+            live, send=self.send, output="webrtc", fps=live.conversation.fps,
+            size_px=state.settings.animator.size_px,
             max_message_bytes=state.settings.server.limits.max_ws_message_bytes,
             max_text_chars=state.settings.server.limits.max_text_chars,
             observe_turn=observe_turn, count_error=count_error)

@@ -106,10 +106,9 @@ class WebSocketTransport:
         self._state = state
         self._hello = hello
         self._queue = SendQueue()
-        animator = state.settings.animator
         self.session = RealtimeSession(
-            live, send=self._send_event, output=hello.output, fps=animator.fps,
-            size_px=animator.size_px,
+            live, send=self._send_event, output=hello.output, fps=live.conversation.fps,
+            size_px=state.settings.animator.size_px,
             max_message_bytes=state.settings.server.limits.max_ws_message_bytes,
             max_text_chars=state.settings.server.limits.max_text_chars,
             observe_turn=observe_turn, count_error=count_error)
@@ -139,8 +138,9 @@ class WebSocketTransport:
                 await self.session.media.prepare()
                 if self._hello.output == "fmp4":
                     settings = self._state.settings
+                    fps = self.session.media.fps
                     self._fmp4 = await self._encoder.run(lambda: FMP4Stream(
-                        fps=settings.animator.fps, size_px=settings.animator.size_px,
+                        fps=fps, size_px=settings.animator.size_px,
                         settings=settings.output))
         except TimeoutError:
             raise Overloaded(f"the server is too busy to start the avatar's stream (more "
