@@ -31,6 +31,7 @@ from talkface.bench.load import (
     _User,
     synthesise_questions,
 )
+from talkface.bench.scrape import metric_samples
 
 __all__ = ["OverloadOptions", "OverloadRun", "run_overload"]
 
@@ -145,27 +146,22 @@ class OverloadRun:
 
 async def _scrape(client: httpx.AsyncClient, url: str, key: str) -> dict[str, Any]:
     """The ladder's figures from ``/metrics``."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    response = await client.get(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"})
-    response.raise_for_status()
     found: dict[str, Any] = {"signals": {}, "steps": {}}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == "talkface_degradation_level":
-                found["level"] = sample.value
-            elif sample.name == "talkface_pressure":
-                found["pressure"] = round(sample.value, 3)
-            elif sample.name == "talkface_pressure_signal":
-                found["signals"][sample.labels["signal"]] = round(sample.value, 3)
-            elif (sample.name == "talkface_degradation_step_taken"
-                  and sample.labels["step"] == "refuse_sessions"):
-                found["refusing"] = bool(sample.value)
-            elif sample.name == "talkface_active_sessions":
-                found["sessions"] = sample.value
-            elif sample.name == "talkface_degradation_steps_total" and sample.value:
-                found["steps"][f"{sample.labels['step']}:{sample.labels['direction']}"] = \
-                    sample.value
+    for sample in await metric_samples(client, url, key):
+        labels = sample.labels
+        if sample.name == "talkface_degradation_level":
+            found["level"] = sample.value
+        elif sample.name == "talkface_pressure":
+            found["pressure"] = round(sample.value, 3)
+        elif sample.name == "talkface_pressure_signal":
+            found["signals"][labels["signal"]] = round(sample.value, 3)
+        elif (sample.name == "talkface_degradation_step_taken"
+              and labels["step"] == "refuse_sessions"):
+            found["refusing"] = bool(sample.value)
+        elif sample.name == "talkface_active_sessions":
+            found["sessions"] = sample.value
+        elif sample.name == "talkface_degradation_steps_total" and sample.value:
+            found["steps"][f"{labels['step']}:{labels['direction']}"] = sample.value
     return found
 
 

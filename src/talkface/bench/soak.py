@@ -27,6 +27,7 @@ from talkface.bench.load import (
     synthesise_questions,
 )
 from talkface.bench.render_job import expect_status, render_to_end
+from talkface.bench.scrape import metric_samples
 
 SIDE_KINDS = ("speech", "chat", "render")
 _SIDE_TEXTS = ("Thank you for calling, how can I help you today?",
@@ -91,21 +92,16 @@ def descendants(pid: int) -> list[int]:
 
 async def scrape_metrics(client: httpx.AsyncClient, url: str, key: str) -> dict[str, Any]:
     """Queue depths, live sessions, pending renders and errors by code from ``/metrics``."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    response = await client.get(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"})
-    response.raise_for_status()
     found: dict[str, Any] = {"queue_depth": {}, "errors_by_code": {}}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == "talkface_engine_queue_depth":
-                found["queue_depth"][sample.labels["engine"]] = sample.value
-            elif sample.name == "talkface_errors_total":
-                found["errors_by_code"][sample.labels["code"]] = sample.value
-            elif sample.name in ("talkface_active_sessions", "talkface_pending_renders"):
-                found[sample.name.removeprefix("talkface_")] = sample.value
-            elif sample.name == "talkface_llm_saved_state_bytes":
-                found["llm_saved_state_mb"] = round(sample.value / 2**20, 1)
+    for sample in await metric_samples(client, url, key):
+        if sample.name == "talkface_engine_queue_depth":
+            found["queue_depth"][sample.labels["engine"]] = sample.value
+        elif sample.name == "talkface_errors_total":
+            found["errors_by_code"][sample.labels["code"]] = sample.value
+        elif sample.name in ("talkface_active_sessions", "talkface_pending_renders"):
+            found[sample.name.removeprefix("talkface_")] = sample.value
+        elif sample.name == "talkface_llm_saved_state_bytes":
+            found["llm_saved_state_mb"] = round(sample.value / 2**20, 1)
     return found
 
 

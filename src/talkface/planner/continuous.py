@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import simpy
 
-from talkface.planner.des import Executor, ServiceFn, StageCounters
+from talkface.planner.des import Executor, ReplicatedStage, ServiceFn, StageCounters
 
 
 class Sequence_:
@@ -69,8 +69,12 @@ class _LLMReplica:
         # A run of decoding steps in flight: (start time, cumulative step durations).
         self.block: tuple[float, list[float]] | None = None
 
+    @property
+    def ongoing(self) -> int:
+        return len(self.active) + len(self.queue)
 
-class ContinuousBatchingStage:
+
+class ContinuousBatchingStage(ReplicatedStage[_LLMReplica]):
     """An LLM server that batches per decoding step, up to ``max_batch_size`` sequences.
 
     New sequences go to the less loaded of two random replicas (running plus queued). At
@@ -100,23 +104,6 @@ class ContinuousBatchingStage:
         self.decode = decode
         self.max_batch_size = max_batch_size
         self.counters = StageCounters()
-
-    @property
-    def executors(self) -> list[Executor]:
-        """The replicas' executors (where their busy time is counted)."""
-        return [r.executor for r in self.replicas]
-
-    @property
-    def waiting(self) -> int:
-        """Sequences waiting for a slot."""
-        return sum(len(r.queue) for r in self.replicas)
-
-    def _route(self) -> _LLMReplica:
-        replicas = self.replicas
-        if len(replicas) == 1:
-            return replicas[0]
-        a, b = self._router.sample(replicas, 2)
-        return a if len(a.active) + len(a.queue) <= len(b.active) + len(b.queue) else b
 
     def submit(
         self, prompt_tokens: float, boundaries: Sequence[int], on_sentence: Callable[[int], None]

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import collections
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 import simpy
 
@@ -233,6 +234,45 @@ ServiceFn = Callable[[int, float], float]
 """``(batch size, mean work units per request) -> seconds``, a random draw."""
 
 
+class _Replica(Protocol):
+    executor: Executor
+
+    @property
+    def queue(self) -> Sized: ...
+
+    @property
+    def ongoing(self) -> int: ...
+
+
+ReplicaT = TypeVar("ReplicaT", bound=_Replica)
+
+
+class ReplicatedStage(Generic[ReplicaT]):
+    """What every simulated stage of replicas shares: where their busy time is counted,
+    what waits in their queues, and which replica a new request goes to (the less busy
+    of two drawn at random: Ray Serve's power-of-two-choices router)."""
+
+    replicas: list[ReplicaT]
+    _router: random.Random
+
+    @property
+    def executors(self) -> list[Executor]:
+        """The replicas' executors (where their busy time is counted)."""
+        return [r.executor for r in self.replicas]
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting in the replicas' queues (not yet taken up by the model)."""
+        return sum(len(r.queue) for r in self.replicas)
+
+    def _route(self) -> ReplicaT:
+        replicas = self.replicas
+        if len(replicas) == 1:
+            return replicas[0]
+        a, b = self._router.sample(replicas, 2)
+        return a if a.ongoing <= b.ongoing else b
+
+
 class _BatchReplica:
     __slots__ = ("busy", "executor", "filling", "index", "queue", "running", "token")
 
@@ -250,7 +290,7 @@ class _BatchReplica:
         return len(self.queue) + (len(self.filling) if self.filling else 0) + self.running
 
 
-class BatchingStage:
+class BatchingStage(ReplicatedStage[_BatchReplica]):
     """Engines behind micro-batchers (the policy of ``talkface.engines.Engine``).
 
     Each replica batches its own FIFO queue: when free, it takes the oldest request and
@@ -286,23 +326,6 @@ class BatchingStage:
         self.max_wait_s = max_wait_s
         self.counters = StageCounters()
         self._router = random.Random(seed)
-
-    @property
-    def executors(self) -> list[Executor]:
-        """The replicas' executors (where their busy time is counted)."""
-        return [r.executor for r in self.replicas]
-
-    @property
-    def waiting(self) -> int:
-        """Requests waiting in the replicas' queues (not yet taken into a batch)."""
-        return sum(len(r.queue) for r in self.replicas)
-
-    def _route(self) -> _BatchReplica:
-        replicas = self.replicas
-        if len(replicas) == 1:
-            return replicas[0]
-        a, b = self._router.sample(replicas, 2)
-        return a if a.ongoing <= b.ongoing else b
 
     def submit(self, work_units: float) -> Request:
         """Queue one request; it finishes when its batch has been served."""

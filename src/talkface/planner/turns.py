@@ -28,7 +28,7 @@ import simpy
 
 from talkface.llm.llama_cpp import MAX_TURN_CHUNKS
 from talkface.planner.continuous import Sequence_
-from talkface.planner.des import Executor, ServiceFn, StageCounters
+from talkface.planner.des import Executor, ReplicatedStage, ServiceFn, StageCounters
 
 SWITCH_S_PER_TOKEN = 15.0 / 1000 / 1000
 """Seconds to save (or to restore) the KV cache of one token of context: ~15 ms for 1000
@@ -60,7 +60,7 @@ class _TurnsReplica:
         return len(self.turns) + (self.running is not None)
 
 
-class SentenceTurnsStage:
+class SentenceTurnsStage(ReplicatedStage[_TurnsReplica]):
     """The llama.cpp LLM's scheduling: one sequence at a time, turns by sentence.
 
     Same interface as :class:`~talkface.planner.continuous.ContinuousBatchingStage`.
@@ -110,23 +110,6 @@ class SentenceTurnsStage:
         self.switches = 0
         """How often an unfinished reply was set aside for another (never reset)."""
         self._router = random.Random(seed)
-
-    @property
-    def executors(self) -> list[Executor]:
-        """The replicas' executors (where their busy time is counted)."""
-        return [r.executor for r in self.replicas]
-
-    @property
-    def waiting(self) -> int:
-        """Requests waiting in the engines' queues (those taking turns are running)."""
-        return sum(len(r.queue) for r in self.replicas)
-
-    def _route(self) -> _TurnsReplica:
-        replicas = self.replicas
-        if len(replicas) == 1:
-            return replicas[0]
-        a, b = self._router.sample(replicas, 2)
-        return a if a.ongoing <= b.ongoing else b
 
     def submit(
         self, prompt_tokens: float, boundaries: Sequence[int], on_sentence: Callable[[int], None]
