@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from talkface.audio import pcm16_to_float32
+from talkface.process_memory import release_freed_memory
 from talkface.tts.base import SynthesisRequest, TTSSettings
 from talkface.tts.piper import PiperTTS
 from talkface.tts.voices import resolve_voice
@@ -42,3 +44,32 @@ def test_speed_changes_the_duration(joe: PiperTTS) -> None:
     normal = speak(joe, "Speaking at different speeds.")
     fast = speak(joe, "Speaking at different speeds.", speed=1.5)
     assert fast.duration_ns < 0.8 * normal.duration_ns
+
+
+def _anonymous_rss_mb() -> float:
+    """This process's resident memory outside files, once malloc has handed back what
+    it could (what a server's RSS is, between its periodic trims)."""
+    release_freed_memory()
+    total_kb = 0
+    anonymous = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+            anonymous = len(line.split()) == 5  # no path: not a file
+        elif anonymous and line.startswith("Rss:"):
+            total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_a_loaded_voice_takes_no_more_memory_as_sentences_get_longer() -> None:
+    settings = TTSSettings()
+    tts = PiperTTS.load(settings, resolve_voice("joe", "en", settings))
+    words = "please tell me the number of your order and I will check it for you".split()
+    before_mb = _anonymous_rss_mb()
+    for length_chars in range(100, 161, 10):  # what replies are cut into, each a new length
+        text = " ".join(itertools.islice(itertools.cycle(words), 40))[:length_chars]
+        speak(tts, text.rsplit(" ", 1)[0] + ".")
+    # Without the load-time sentence onnxruntime's arena grew ~130 MB at the first long
+    # sentence, and a memory pattern per length added more.
+    grown_mb = _anonymous_rss_mb() - before_mb
+    assert grown_mb < 60, f"{grown_mb:.0f} MB"
