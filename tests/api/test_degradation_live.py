@@ -67,7 +67,10 @@ async def test_a_busy_server_walks_down_refuses_new_sessions_and_walks_back_up(
         assert (error["code"], code) == ("overloaded", 4503)
         assert error["retryable"] is True and error["retry_after_s"] == LADDER.retry_after_s
         assert "under heavy load" in error["message"]
-        # The session admitted before is still served.
+        # The session admitted before is still served. Its questions still in flight end
+        # first (each cut by the next), so the latency awaited is the new question's.
+        await live.wait_for(lambda e: e["type"] == "turn_end", count=asked,
+                            timeout_s=WALK_TIMEOUT_S)
         latency = await live.ask("Are you still there?")
         assert live.reply(latency["turn_id"]).strip()
     # Nobody talks now: the ladder walks back up, and sessions are admitted again.

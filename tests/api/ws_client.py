@@ -68,7 +68,10 @@ class Session:
                            else message)
 
     async def ask(self, text: str) -> dict[str, Any]:
-        """Type ``text``; returns the turn's latency event (the answer has played)."""
+        """Type ``text``; returns the turn's latency event (the answer has played).
+
+        Call it with no other answer in flight: latency events are counted, not matched.
+        """
         answered = len(self.of("latency"))
         await self.send({"type": "text", "text": text})
         return await self.wait_for(lambda e: e["type"] == "latency", count=answered + 1)
