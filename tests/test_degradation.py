@@ -26,13 +26,10 @@ from talkface.conversation._turns import TurnRecord
 from talkface.degradation import DegradationLadder, DegradationSettings, Pressure, Step
 from talkface.engines import BatchingOptions, Engine
 from talkface.errors import ConfigError, Overloaded
-from talkface.face.registry import ANIMATOR_BACKENDS
-from talkface.llm.registry import LLM_BACKENDS
 from talkface.llm.routing import route_answer
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
+from talkface.testing import fake_settings, register_fakes
 from talkface.trace import TurnTrace
-from talkface.tts.registry import TTS_BACKENDS
 
 pytestmark = pytest.mark.unit
 
@@ -209,12 +206,8 @@ async def test_a_server_under_pressure_steps_down_through_its_sampler() -> None:
 
 @pytest.fixture
 async def runtime(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runtime]:
-    for table, kind in ((TTS_BACKENDS, "FakeTTS"), (ANIMATOR_BACKENDS, "FakeAnimator"),
-                        (LLM_BACKENDS, "FakeLLM")):
-        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
-    settings = load_settings(animator={"backend": "fake", "size_px": 128},
-                             tts={"voice_en": "fake"}, llm={"backend": "fake"},
-                             degradation={"short_reply_tokens": 8})
+    register_fakes(monkeypatch.setitem)
+    settings = fake_settings(degradation={"short_reply_tokens": 8})
     async with Runtime(settings) as runtime:
         yield runtime
 

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from talkface.config import load_settings
 from talkface.errors import BackendError, BadInput, PayloadTooLarge
-from talkface.face.registry import ANIMATOR_BACKENDS
 from talkface.messages import Emotion, EndOfTurn, SpeechAudio, VideoFrame
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
 from talkface.session import Session, SessionOptions
-from talkface.testing import FakeAnimator, FakeTTS
-from talkface.tts.registry import TTS_BACKENDS
+from talkface.testing import FakeAnimator, FakeTTS, fake_settings, register_fakes
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
 async def runtime(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(TTS_BACKENDS, "fake", BackendEntry("talkface.testing:FakeTTS", "test", ""))
-    monkeypatch.setitem(
-        ANIMATOR_BACKENDS, "fake", BackendEntry("talkface.testing:FakeAnimator", "test", "")
-    )
-    settings = load_settings(animator={"backend": "fake", "size_px": 128}, tts={"voice_en": "fake"})
-    async with Runtime(settings) as runtime:
+    register_fakes(monkeypatch.setitem)
+    async with Runtime(fake_settings()) as runtime:
         yield runtime
 
 

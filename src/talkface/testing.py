@@ -4,12 +4,14 @@ They subclass the real backend ABCs, so they go through the same engines, timeou
 error mapping as the real thing. They are for testing how sessions and engines are
 wired; every feature also has tests with the real models.
 
-A test selects a fake the way a deployment selects a backend: it registers the fake
-under a name and names it in the settings::
+A test selects a fake the way a deployment selects a backend: it registers the fakes
+under the name ``"fake"`` and names them in the settings::
 
-    for table, kind in ((VAD_BACKENDS, "FakeVAD"), (ASR_BACKENDS, "FakeASR")):
-        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
-    runtime = Runtime(load_settings(vad={"backend": "fake"}, asr={"backend": "fake"}))
+    register_fakes(monkeypatch.setitem)
+    runtime = Runtime(fake_settings(llm={"max_reply_tokens": 8}))
+
+(:func:`fake_settings` names every stage's fake; a section given replaces its keys, so
+``fake_settings(llm={"backend": "llama-cpp"})`` fakes every stage but the LLM.)
 
 The user's speech is then scripted as loud audio (a tone) and their silence as zeros:
 :class:`FakeVAD` hears speech where the audio is loud, and :class:`FakeASR` hears one
@@ -26,6 +28,7 @@ import numpy as np
 
 from talkface.asr.base import ASRBackend, ASRCapabilities, ASRRequest, ASRSettings
 from talkface.audio import float32_to_pcm16
+from talkface.config import Settings, load_settings
 from talkface.face.base import (
     ANIMATOR_AUDIO_RATE_HZ,
     AnimationRequest,
@@ -321,3 +324,22 @@ def register_fakes(setitem: Callable[[Any, str, Any], None]) -> None:
                         (ANIMATOR_BACKENDS, "FakeAnimator")):
         setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
 
+
+
+FAKE_SECTIONS: dict[str, dict[str, object]] = {
+    "vad": {"backend": "fake"}, "asr": {"backend": "fake"}, "llm": {"backend": "fake"},
+    "tts": {"voice_en": "fake"}, "animator": {"backend": "fake", "size_px": 128},
+}
+"""The settings that select every stage's fake (128-px frames: small and quick)."""
+
+
+def fake_settings(**sections: dict[str, object]) -> Settings:
+    """Settings whose stages are all fakes (after :func:`register_fakes`).
+
+    Each keyword is a settings section; its keys replace the fakes' keys of that
+    section, so a test can keep one real stage or tune a fake one.
+    """
+    merged: dict[str, Any] = {**FAKE_SECTIONS}
+    for name, keys in sections.items():
+        merged[name] = {**FAKE_SECTIONS.get(name, {}), **keys}
+    return load_settings(None, **merged)

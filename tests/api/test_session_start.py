@@ -20,14 +20,10 @@ from talkface.api.auth import Principal
 from talkface.api.realtime.webrtc import check_offer
 from talkface.api.sessions import SHUTDOWN_REASON, SessionRegistry
 from talkface.api.shutdown import DrainOnSignal
-from talkface.config import load_settings
 from talkface.conversation import ConversationOptions
 from talkface.errors import BadInput, Overloaded
-from talkface.face.registry import ANIMATOR_BACKENDS
-from talkface.llm.registry import LLM_BACKENDS
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
-from talkface.tts.registry import TTS_BACKENDS
+from talkface.testing import fake_settings, register_fakes
 
 pytestmark = pytest.mark.unit
 
@@ -54,12 +50,8 @@ class SlowPriming(Runtime):
 
 @pytest.fixture
 async def runtime(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SlowPriming]:
-    for table, kind in ((TTS_BACKENDS, "FakeTTS"), (ANIMATOR_BACKENDS, "FakeAnimator"),
-                        (LLM_BACKENDS, "FakeLLM")):
-        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
-    settings = load_settings(animator={"backend": "fake", "size_px": 128},
-                             tts={"voice_en": "fake"}, llm={"backend": "fake"},
-                             server={"api_keys": (KEY,)})
+    register_fakes(monkeypatch.setitem)
+    settings = fake_settings(server={"api_keys": (KEY,)})
     async with SlowPriming(settings) as runtime:
         yield runtime
 

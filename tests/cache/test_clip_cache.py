@@ -13,13 +13,13 @@ import pytest
 
 from talkface.cache import open_caches
 from talkface.cache.warm import WarmOptions, warm_phrases
-from talkface.config import load_settings
 from talkface.messages import EndOfTurn, Message, SpeechAudio, VideoFrame
 from talkface.runtime import Runtime
 from talkface.session import Session, SessionOptions
 from talkface.testing import (
     FakeAnimator,
     FakeTTS,
+    fake_settings,
     register_fakes,
 )
 
@@ -34,10 +34,7 @@ def _fakes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def runtime_for(cache_dir: Path, *, enabled: bool = True) -> Runtime:
-    return Runtime(load_settings(
-        animator={"backend": "fake", "size_px": 128}, tts={"voice_en": "fake"},
-        cache={"enabled": enabled, "dir": cache_dir},
-    ))
+    return Runtime(fake_settings(cache={"enabled": enabled, "dir": cache_dir}))
 
 
 async def say(session: Session, text: str) -> list[Message]:

@@ -14,11 +14,11 @@ import pytest
 
 from talkface.cache.warm import WarmOptions, warm_phrases
 from talkface.commands.say import SayOptions, SayResult, say_to_file
-from talkface.config import load_settings
 from talkface.runtime import Runtime
 from talkface.testing import (
     FakeAnimator,
     FakeTTS,
+    fake_settings,
     register_fakes,
 )
 
@@ -35,10 +35,7 @@ def _fakes(monkeypatch: pytest.MonkeyPatch) -> None:
 def runtime_for(cache_dir: Path, *, enabled: bool = True, **sections: dict[str, object]
                 ) -> Runtime:
     cache: dict[str, object] = {"enabled": enabled, "dir": cache_dir, **sections.pop("cache", {})}
-    return Runtime(load_settings(
-        animator={"backend": "fake", "size_px": 128}, tts={"voice_en": "fake"}, cache=cache,
-        **sections,
-    ))
+    return Runtime(fake_settings(cache=cache, **sections))
 
 
 async def say(runtime: Runtime, output: Path, text: str = PHRASE, *,

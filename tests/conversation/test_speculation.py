@@ -18,7 +18,6 @@ import pytest
 
 from talkface.audio import float32_to_pcm16
 from talkface.clock import ManualClock
-from talkface.config import load_settings
 from talkface.conversation import Conversation, ConversationOptions
 from talkface.llm.memory import INTERRUPTED_MARK
 from talkface.messages import (
@@ -31,7 +30,7 @@ from talkface.messages import (
     Transcript,
 )
 from talkface.runtime import Runtime
-from talkface.testing import register_fakes
+from talkface.testing import fake_settings, register_fakes
 
 pytestmark = pytest.mark.unit
 
@@ -44,10 +43,7 @@ REPLY = "First sentence here. Then a second one follows. And a third ends it."
 @pytest.fixture
 async def runtime(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runtime]:
     register_fakes(monkeypatch.setitem)
-    settings = load_settings(vad={"backend": "fake"}, asr={"backend": "fake"},
-                             llm={"backend": "fake"}, tts={"voice_en": "fake"},
-                             animator={"backend": "fake", "size_px": 128})
-    async with Runtime(settings) as runtime:
+    async with Runtime(fake_settings()) as runtime:
         (await runtime.llm_backend()).reply = REPLY  # type: ignore[attr-defined]
         yield runtime
 

@@ -8,27 +8,19 @@ from collections.abc import AsyncIterator
 import pytest
 
 from talkface.clock import ManualClock
-from talkface.config import load_settings
 from talkface.conversation import Conversation, ConversationOptions
 from talkface.errors import BadInput
-from talkface.face.registry import ANIMATOR_BACKENDS
-from talkface.llm.registry import LLM_BACKENDS
 from talkface.messages import EndOfTurn, Error, Interrupt, Message, SpeechAudio
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
-from talkface.tts.registry import TTS_BACKENDS
+from talkface.testing import fake_settings, register_fakes
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
 async def runtime(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runtime]:
-    for table, kind in ((TTS_BACKENDS, "FakeTTS"), (ANIMATOR_BACKENDS, "FakeAnimator"),
-                        (LLM_BACKENDS, "FakeLLM")):
-        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
-    settings = load_settings(animator={"backend": "fake", "size_px": 128},
-                             tts={"voice_en": "fake"}, llm={"backend": "fake"})
-    async with Runtime(settings) as runtime:
+    register_fakes(monkeypatch.setitem)
+    async with Runtime(fake_settings()) as runtime:
         yield runtime
 
 

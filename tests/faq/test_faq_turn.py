@@ -12,16 +12,13 @@ import pytest
 
 from talkface.api.app import create_app
 from talkface.clock import ManualClock
-from talkface.config import Settings, load_settings
+from talkface.config import Settings
 from talkface.conversation import Conversation, ConversationOptions
-from talkface.face.registry import ANIMATOR_BACKENDS
 from talkface.faq.registry import FAQ_EMBEDDERS
-from talkface.llm.registry import LLM_BACKENDS
 from talkface.messages import EndOfTurn, SpeechAudio, VideoFrame
 from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
-from talkface.testing import FakeLLM
-from talkface.tts.registry import TTS_BACKENDS
+from talkface.testing import FakeLLM, fake_settings, register_fakes
 
 pytestmark = pytest.mark.unit
 
@@ -31,17 +28,13 @@ ANSWER = "We are open from ten to nine, every day."
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
-    for table, kind in ((TTS_BACKENDS, "FakeTTS"), (ANIMATOR_BACKENDS, "FakeAnimator"),
-                        (LLM_BACKENDS, "FakeLLM")):
-        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
+    register_fakes(monkeypatch.setitem)
     monkeypatch.setitem(FAQ_EMBEDDERS, "words",
                         BackendEntry("talkface.faq.testing:WordsEmbedder", "test", ""))
     faq = tmp_path / "faq.yaml"
     faq.write_text("- questions:\n    - What are your opening hours?\n"
                    f"    - When is the shop open?\n  answer: {ANSWER}\n", encoding="utf-8")
-    return load_settings(animator={"backend": "fake", "size_px": 128},
-                         tts={"voice_en": "fake"}, llm={"backend": "fake"},
-                         server={"api_keys": (KEY,)},
+    return fake_settings(server={"api_keys": (KEY,)},
                          faq={"file": str(faq), "backend": "words", "min_similarity": 0.6})
 
 

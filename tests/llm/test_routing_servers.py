@@ -17,12 +17,10 @@ import pytest
 
 from talkface.api.app import create_app
 from talkface.clock import ManualClock
-from talkface.config import Settings, load_settings
+from talkface.config import Settings
 from talkface.conversation import Conversation, ConversationOptions
-from talkface.face.registry import ANIMATOR_BACKENDS
-from talkface.registry import BackendEntry
 from talkface.runtime import Runtime
-from talkface.tts.registry import TTS_BACKENDS
+from talkface.testing import fake_settings, register_fakes
 
 pytestmark = [pytest.mark.serving, pytest.mark.integration, pytest.mark.slow,
               pytest.mark.timeout(180)]
@@ -52,10 +50,8 @@ def large_server(tmp_path: Path, start_llama: Callable[..., tuple[subprocess.Pop
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch,
              large_server: subprocess.Popen[bytes]) -> Settings:
-    for table, kind in ((TTS_BACKENDS, "FakeTTS"), (ANIMATOR_BACKENDS, "FakeAnimator")):
-        monkeypatch.setitem(table, "fake", BackendEntry(f"talkface.testing:{kind}", "test", ""))
-    return load_settings(
-        animator={"backend": "fake", "size_px": 128}, tts={"voice_en": "fake"},
+    register_fakes(monkeypatch.setitem)
+    return fake_settings(
         llm={"backend": "llama-cpp", "model": "smollm2", "max_reply_tokens": 12},
         server={"api_keys": (KEY,)},
         routing={"large_url": large_server.url, "large_model": LARGE,  # type: ignore[attr-defined]

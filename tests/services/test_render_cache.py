@@ -14,7 +14,7 @@ import pytest
 
 from talkface.cache import CLIP_HIT_MARK
 from talkface.cache.warm import WarmOptions, warm_phrases
-from talkface.config import Settings, load_settings
+from talkface.config import Settings
 from talkface.engines import ModelThread
 from talkface.runtime import Runtime
 from talkface.services.jobs import RenderQueue
@@ -23,6 +23,7 @@ from talkface.services.store import Store
 from talkface.testing import (
     FakeAnimator,
     FakeTTS,
+    fake_settings,
     register_fakes,
 )
 
@@ -37,8 +38,7 @@ def _fakes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def settings_for(cache_dir: Path, *, enabled: bool = True) -> Settings:
-    return load_settings(animator={"backend": "fake", "size_px": 128}, tts={"voice_en": "fake"},
-                         cache={"enabled": enabled, "dir": cache_dir})
+    return fake_settings(cache={"enabled": enabled, "dir": cache_dir})
 
 
 def engine_calls(runtime: Runtime) -> tuple[int, int]:
