@@ -260,6 +260,10 @@ def test_turn_tokens_are_counted_once_each() -> None:
     assert tokens.new_tokens([first, second]) == 33 + 42
     assert tokens.new_tokens([first, second]) == 0
     assert counted == ["one two three", "four five"]  # not tokenized again
+    # The conversation no longer keeps the first turn: it is forgotten, not counted again.
+    assert tokens.new_tokens([second]) == 0
+    assert tokens.new_tokens([second, _record(3, prompt=5, reply="six")]) == 5 + 1
+    assert sorted(tokens._seen) == [2, 3]
 
 
 # --- the watcher every live transport runs -------------------------------------------------

@@ -69,6 +69,22 @@ async def test_a_reply_the_voice_cannot_speak_is_refused_as_say_refuses_it(
     assert end.turn_id == turn_id
 
 
+async def test_a_conversation_keeps_only_its_latest_turns_when_told(runtime: Runtime) -> None:
+    options = ConversationOptions(voice="fake", seed=1, live=False, kept_turns=2)
+    async with Conversation(runtime, options) as talk:
+        outbox = talk.messages()
+        for question in ("One?", "Two?", "Three?", "Four?"):
+            await talk.send_text(question)
+            async for message in outbox:
+                if isinstance(message, EndOfTurn):
+                    break
+        await talk.end_input()
+    assert [record.transcript for record in talk.turns] == ["Three?", "Four?"]
+    assert talk.turn_count == 4
+    with pytest.raises(ValueError, match="kept_turns must be at least 1"):
+        ConversationOptions(kept_turns=0)
+
+
 @pytest.mark.parametrize("language", ["fr", "de", "english"])
 def test_a_conversation_in_an_unsupported_language_is_refused(language: str) -> None:
     with pytest.raises(BadInput, match=r"not supported.*en, zh"):

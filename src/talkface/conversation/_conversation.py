@@ -78,6 +78,9 @@ class ConversationOptions:
         live: True when input arrives in real time (a microphone, a file played as
             one); False lays answers back to back on the timeline (scripts).
         fps: video frame rate (None: ``animator.fps`` of the settings).
+        kept_turns: how many of the latest turns :attr:`Conversation.turns` keeps
+            (None: all, as a CLI's trace needs). A server's sessions keep a bounded
+            number, so a session open for a day does not grow with every turn.
     """
 
     voice: str | None = None
@@ -88,9 +91,12 @@ class ConversationOptions:
     persona: str | None = None
     live: bool = True
     fps: int | None = None
+    kept_turns: int | None = None
 
     def __post_init__(self) -> None:
         check_language(self.language)
+        if self.kept_turns is not None and self.kept_turns < 1:
+            raise ValueError(f"kept_turns must be at least 1, not {self.kept_turns}")
 
 
 class Conversation:
@@ -129,7 +135,8 @@ class Conversation:
         self._answering = Answering(runtime, self.options, self.timeline, self.seed)
         self._turns = TurnTaking(answering=self._answering, hearing=hearing,
                                  timeline=self.timeline, outbox=self._outbox, clock=self.clock,
-                                 language=self.options.language)
+                                 language=self.options.language,
+                                 kept_turns=self.options.kept_turns)
         self._listener = Listener(hearing=hearing, turns=self._turns, outbox=self._outbox,
                                   clock=self.clock,
                                   speech_pad_ms=runtime.settings.vad.speech_pad_ms)
@@ -142,8 +149,13 @@ class Conversation:
 
     @property
     def turns(self) -> list[TurnRecord]:
-        """Every confirmed turn so far, in order."""
+        """The confirmed turns so far, in order (the latest ``kept_turns`` of them)."""
         return self._turns.records
+
+    @property
+    def turn_count(self) -> int:
+        """How many turns were confirmed, including those no longer kept."""
+        return self._turns.last_turn_id
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -42,10 +42,12 @@ class TurnTaking:
         outbox: where every message goes.
         clock: time source for the turns' traces.
         language: the conversation's fixed language (None: detected).
+        kept_turns: how many of the latest records to keep (None: all).
     """
 
     def __init__(self, *, answering: Answering, hearing: Hearing, timeline: Timeline,
-                 outbox: OutputQueue, clock: Clock, language: str | None) -> None:
+                 outbox: OutputQueue, clock: Clock, language: str | None,
+                 kept_turns: int | None = None) -> None:
         self._answering = answering
         self._hearing = hearing
         self._timeline = timeline
@@ -53,7 +55,8 @@ class TurnTaking:
         self._clock = clock
         self._language = language
         self.records: list[TurnRecord] = []
-        """Every confirmed turn, in order."""
+        """The confirmed turns, in order: the latest ``kept_turns``."""
+        self._kept_turns = kept_turns
         self.current: ActiveTurn | None = None
         """The confirmed turn being answered or played (what a barge-in cuts)."""
         self._speculative: ActiveTurn | None = None
@@ -74,7 +77,7 @@ class TurnTaking:
         turn = ActiveTurn(record=record)
         turn.confirm()
         self.current = turn
-        self.records.append(record)
+        self._keep(record)
         self._run(turn, text)
 
     async def speculate(self, utterance: Utterance) -> None:
@@ -113,7 +116,7 @@ class TurnTaking:
         for stage, at_ns in trace.marks_ns.items():
             trace.marks_ns[stage] = max(at_ns, confirmed_ns)
         self.current = turn
-        self.records.append(turn.record)
+        self._keep(turn.record)
         turn.confirm()
 
     async def cancel_speculative(self) -> None:
@@ -170,6 +173,11 @@ class TurnTaking:
         record.interrupted = True
         await self._end(turn, interrupted=True, spoken_text=record.spoken)
         self._answering.remember_cut(turn)
+
+    def _keep(self, record: TurnRecord) -> None:
+        self.records.append(record)
+        if self._kept_turns is not None and len(self.records) > self._kept_turns:
+            del self.records[: len(self.records) - self._kept_turns]
 
     # --- one turn --------------------------------------------------------------------------
 

@@ -368,9 +368,15 @@ class TurnTokens:
         self._seen: dict[int, tuple[int, int, int]] = {}  # turn: prompt, reply chars, tokens
 
     def new_tokens(self, turns: Iterable[TurnRecord]) -> int:
-        """Tokens of ``turns`` not counted before (a turn's count may grow once it ends)."""
+        """Tokens of ``turns`` not counted before (a turn's count may grow once it ends).
+
+        Pass every turn still kept each time: a turn left out is taken as gone for good
+        (a conversation keeps only its latest turns), and forgotten.
+        """
         added = 0
+        kept: set[int] = set()
         for record in turns:
+            kept.add(record.turn_id)
             prompt, chars = record.prompt_tokens, len(record.reply)
             seen = self._seen.get(record.turn_id)
             if seen is not None and seen[:2] == (prompt, chars):
@@ -379,4 +385,6 @@ class TurnTokens:
             before = seen[2] if seen is not None else 0
             added += max(0, tokens - before)
             self._seen[record.turn_id] = (prompt, chars, max(tokens, before))
+        for gone in self._seen.keys() - kept:
+            del self._seen[gone]
         return added

@@ -62,6 +62,9 @@ CLIENT_MESSAGE_TYPES = ("hello", "text", "interrupt", "ping", "frame_presented",
 _FUTURE_SLACK_NS = 2_000_000_000  # a client clock may run this far ahead of ours
 _ERROR_REPEAT_S = 1.0
 _AVATAR_CHECK_TIMEOUT_S = 10.0
+KEPT_TURNS = 64
+"""Turn records a live session keeps (its traces, for latency events and quotas): the
+recent ones are all that is read, and a session may stay open for days."""
 
 EventSink = Callable[[ServerEvent], None]
 TurnObserver = Callable[[TurnRecord], None]
@@ -154,7 +157,8 @@ def conversation_options(runtime: Runtime, options: LiveSessionOptions) -> Conve
     fps = runtime.ladder.fps(runtime.settings.animator.fps)
     return ConversationOptions(voice=options.voice, language=options.language,
                                avatar_id=options.avatar_id, seed=options.seed,
-                               persona=options.persona, live=True, fps=fps)
+                               persona=options.persona, live=True, fps=fps,
+                               kept_turns=KEPT_TURNS)
 
 
 class RealtimeSession:

@@ -111,7 +111,7 @@ async def get_session(session_id: str, request: Request,
     """A live session of this key (served by this process)."""
     live = state_of(request).sessions.get(session_id, principal)
     return LiveSessionInfo(session_id=live.session_id, transport=live.transport,  # type: ignore[arg-type]
-                           created_at=live.created_s, turns=len(live.conversation.turns))
+                           created_at=live.created_s, turns=live.conversation.turn_count)
 
 
 @router.delete("/v1/sessions/{session_id}", status_code=204, responses=_ERRORS)
