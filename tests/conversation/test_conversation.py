@@ -193,7 +193,7 @@ async def test_silence_alone_is_reported_as_no_speech(chat_runtime: Runtime) -> 
         received = await talk(conversation, silence(1.5))
     (error,) = received.of(Error)
     assert error.code == "no_speech" and "no speech was heard" in error.message
-    assert conversation.turns == []
+    assert not conversation.turns
 
 
 async def test_a_hung_llm_server_is_reported_and_the_next_turn_works(llama_server: str) -> None:

@@ -273,11 +273,12 @@ async def run_chat(options: ChatOptions, settings: Settings) -> list[TurnRecord]
             raise
         finally:
             encoder.shutdown()
+    turns = list(conversation.turns)
     if options.trace is not None:
-        write_trace(conversation.turns, options.trace)
+        write_trace(turns, options.trace)
     if not options.quiet:
-        print_waterfall(conversation.turns)
-    return conversation.turns
+        print_waterfall(turns)
+    return turns
 
 
 def trace_document(turns: list[TurnRecord]) -> dict[str, object]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -148,7 +149,7 @@ class Conversation:
         return self._answering.memory
 
     @property
-    def turns(self) -> list[TurnRecord]:
+    def turns(self) -> deque[TurnRecord]:
         """The confirmed turns so far, in order (the latest ``kept_turns`` of them)."""
         return self._turns.records
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import deque
 from typing import Literal
 
 from talkface.clock import Clock
@@ -54,9 +55,8 @@ class TurnTaking:
         self._outbox = outbox
         self._clock = clock
         self._language = language
-        self.records: list[TurnRecord] = []
+        self.records: deque[TurnRecord] = deque(maxlen=kept_turns)
         """The confirmed turns, in order: the latest ``kept_turns``."""
-        self._kept_turns = kept_turns
         self.current: ActiveTurn | None = None
         """The confirmed turn being answered or played (what a barge-in cuts)."""
         self._speculative: ActiveTurn | None = None
@@ -77,7 +77,7 @@ class TurnTaking:
         turn = ActiveTurn(record=record)
         turn.confirm()
         self.current = turn
-        self._keep(record)
+        self.records.append(record)
         self._run(turn, text)
 
     async def speculate(self, utterance: Utterance) -> None:
@@ -116,7 +116,7 @@ class TurnTaking:
         for stage, at_ns in trace.marks_ns.items():
             trace.marks_ns[stage] = max(at_ns, confirmed_ns)
         self.current = turn
-        self._keep(turn.record)
+        self.records.append(turn.record)
         turn.confirm()
 
     async def cancel_speculative(self) -> None:
@@ -173,11 +173,6 @@ class TurnTaking:
         record.interrupted = True
         await self._end(turn, interrupted=True, spoken_text=record.spoken)
         self._answering.remember_cut(turn)
-
-    def _keep(self, record: TurnRecord) -> None:
-        self.records.append(record)
-        if self._kept_turns is not None and len(self.records) > self._kept_turns:
-            del self.records[: len(self.records) - self._kept_turns]
 
     # --- one turn --------------------------------------------------------------------------
 
