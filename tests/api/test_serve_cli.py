@@ -90,6 +90,10 @@ def test_serve_with_a_config_file_answers_then_stops_cleanly_on_sigterm(tmp_path
         assert line in output, output
     assert (data_dir / "jobs.sqlite3").is_file()  # data_dir, from the config file
     assert "Traceback" not in output
+    # No secret in the output: the keys never; the page link's token once, at start-up.
+    assert not [key for key in KEYS if key in output], output
+    page_token = output.split("/?token=", 1)[1].split()[0]
+    assert output.count(page_token) == 1, output
 
 
 def start_serve(tmp_path: Path, config_text: str) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -167,6 +171,7 @@ async def test_sigterm_lets_a_live_answer_finish_then_exits_0(tmp_path: Path) ->
     assert "event=drain sessions=1" in output and "event=session_end" in output, output
     assert "sea" not in output and turn_end["spoken_text"] not in output
     assert "Traceback" not in output
+    assert token not in output and not [key for key in KEYS if key in output], output
 
 
 def test_a_render_cut_by_a_killed_server_leaves_no_file_after_a_restart(tmp_path: Path) -> None:

@@ -42,6 +42,13 @@ async def test_a_turn_given_up_on_does_not_end_the_next_question() -> None:
     )
     assert (second.transcript, second.reply_chars) == ("two", len("an answer"))
     assert second.server_latency_ms == {"first_video_frame": 800.0}
+    assert second.route is None  # a server without routing says nothing of it
+    third = await collect(
+        client,
+        {"type": "turn_end", "turn_id": 3, "spoken_text": "from the FAQ"},
+        {"type": "latency", "turn_id": 3, "stages_ms": {}, "route": "faq"},
+    )
+    assert third.route == "faq"
 
 
 def test_background_render_jobs_ask_for_about_the_video_length_given() -> None:

@@ -96,3 +96,24 @@ def test_serve_refuses_a_bad_faq_file_before_starting(tmp_path: Path) -> None:
     bad.write_text("- questions: [a]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="entry 1: expected exactly the keys"):
         run_serve(host=None, port=None, workers=1, config_file=None, faq=bad)
+
+
+async def test_faq_answers_are_spoken_ahead_and_a_hit_reads_its_speech_from_the_cache(
+        settings: Settings, tmp_path: Path) -> None:
+    from talkface.cache.tts import TTS_HIT_MARK
+    from talkface.faq.warm import speak_faq_answers
+
+    cache = settings.cache.model_copy(update={"enabled": True, "dir": tmp_path / "cache"})
+    async with Runtime(settings.model_copy(update={"cache": cache})) as runtime:
+        assert await speak_faq_answers(runtime) >= 1  # the answer's pieces
+        assert await speak_faq_answers(runtime) == 0  # a restart: all cached already
+        # A session in the default voice: its FAQ hit cuts the answer the same way.
+        talk = Conversation(runtime, ConversationOptions(seed=1), clock=ManualClock())
+        async with talk:
+            await talk.send_text("When is the shop open?")
+            await talk.wait_for_answer()
+            await talk.end_input()
+            async for _ in talk.messages():
+                pass
+    (turn,) = talk.turns
+    assert turn.route == "faq" and TTS_HIT_MARK in turn.trace.marks_ns

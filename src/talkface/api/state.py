@@ -11,6 +11,7 @@ from talkface.api.auth import Authenticator
 from talkface.api.sessions import SessionRegistry
 from talkface.config import Settings
 from talkface.faq.service import load_faq
+from talkface.faq.warm import speak_faq_answers
 from talkface.process_memory import freeze_loaded_objects
 from talkface.runtime import Runtime
 
@@ -69,6 +70,7 @@ class ServerState:
                 await runtime.tts_engine(voice)
                 self.loading.remove(f"tts:{voice.name}")
             await runtime.prime_llm(self.settings.llm.persona)
+            await speak_faq_answers(runtime)  # a FAQ hit then starts without the TTS
             freeze_loaded_objects()
         except Exception as exc:
             logger.exception("loading the models failed")

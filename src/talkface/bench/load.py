@@ -21,7 +21,8 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from talkface.bench.render_job import BackgroundRender
 RATE_HZ = 16_000
 CHUNK_SAMPLES = 512  # 32 ms
 _MEDIA_HEADER = struct.Struct(">cQ")
-_QUESTIONS = (
+QUESTIONS = (
     "What can you do for me?",
     "What time does the store open?",
     "Can you recommend a good book?",
@@ -66,6 +67,10 @@ class LoadOptions:
         render_job_s: when above 0, render jobs of about this many seconds of video each
             run one after another while the users talk (live before batch: how much do
             they slow the users, and do they finish?).
+        questions: what the users ask (spoken by the piper voice), each user starting
+            at its own place in the list.
+        server_env: settings for the started server, as ``TALKFACE_...`` environment
+            variables (a FAQ file, a cache directory...).
     """
 
     sessions: int = 1
@@ -78,6 +83,8 @@ class LoadOptions:
     engines: str = "local"
     server_log: Path | None = None
     render_job_s: float = 0.0
+    questions: tuple[str, ...] = QUESTIONS
+    server_env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -94,6 +101,8 @@ class TurnResult:
     reply_chars: int = 0
     prompt_tokens: int | None = None
     evaluated_prompt_tokens: int | None = None
+    route: str | None = None
+    """Who answered (the ``latency`` event's ``route``): ``faq``, ``small`` or ``large``."""
     error: str | None = None
 
     @property
@@ -173,6 +182,7 @@ class LoadResult:
             if self.turns else None,
             "mean_reply_chars": round(statistics.mean(t.reply_chars for t in self.turns), 1)
             if self.turns else None,
+            "routes": dict(Counter(t.route for t in self.turns if t.route)),
             **self._render_job_summary(pct),
         }
 
@@ -187,8 +197,8 @@ class LoadResult:
                 "ttff_p95_during_render_job_ms": pct(95, during)}
 
 
-def synthesise_questions() -> list[tuple[str, np.ndarray]]:
-    """The questions, spoken by the piper voice, as 16 kHz float32."""
+def synthesise_questions(questions: Sequence[str] = QUESTIONS) -> list[tuple[str, np.ndarray]]:
+    """``questions``, spoken by the piper voice, as 16 kHz float32."""
     from talkface.audio import pcm16_to_float32, resample
     from talkface.tts.base import SynthesisRequest, TTSSettings
     from talkface.tts.piper import PiperTTS
@@ -197,7 +207,7 @@ def synthesise_questions() -> list[tuple[str, np.ndarray]]:
     settings = TTSSettings()
     tts = PiperTTS.load(settings, resolve_voice("joe", "en", settings))
     spoken = []
-    for text in _QUESTIONS:
+    for text in questions:
         speech = tts.synthesize(SynthesisRequest(text=text, voice=tts.voice))
         spoken.append((text, resample(pcm16_to_float32(speech.pcm), speech.sample_rate_hz,
                                       RATE_HZ).astype(np.float32)))
@@ -394,6 +404,7 @@ class _User:
                         result.prompt_tokens = event.get("prompt_tokens")  # type: ignore[assignment]
                         result.evaluated_prompt_tokens = event.get(  # type: ignore[assignment]
                             "evaluated_prompt_tokens")
+                        result.route = event.get("route")  # type: ignore[assignment]
                         return
         except TimeoutError:
             pass
@@ -424,7 +435,7 @@ async def _server(options: LoadOptions, progress: Progress):  # type: ignore[no-
            "TALKFACE_SERVER__LIMITS__MAX_SESSIONS": str(max(8, options.sessions + 2)),
            "TALKFACE_SERVER__RATE_LIMIT__REQUESTS_PER_S": "1000",
            "TALKFACE_SERVER__RATE_LIMIT__BURST": "1000",
-           "TALKFACE_SERVING__ENGINES": options.engines}
+           "TALKFACE_SERVING__ENGINES": options.engines, **options.server_env}
     with contextlib.ExitStack() as files:
         log = (files.enter_context(options.server_log.open("ab"))
                if options.server_log is not None else subprocess.DEVNULL)
@@ -487,7 +498,7 @@ async def run_load(options: LoadOptions, progress: Progress | None = None) -> Lo
     import httpx
 
     say = progress or (lambda _: None)
-    questions = await asyncio.to_thread(synthesise_questions)
+    questions = await asyncio.to_thread(synthesise_questions, options.questions)
     async with _server(options, say) as (url, key, pid):
         async with httpx.AsyncClient(trust_env=False) as client:
             response = await client.post(f"{url}/v1/tokens",

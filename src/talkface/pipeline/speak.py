@@ -64,6 +64,25 @@ class SpokenTurn:
     audio_end_ns: int
 
 
+async def synthesize_sentence(sentence: Sentence, voice_for: VoiceChooser, *, speed: float,
+                              tts_cache: TTSCache | None, trace: TurnTrace
+                              ) -> SpeechAudio | None:
+    """``sentence``'s speech, from ``tts_cache`` when it holds it (None: nothing to say).
+
+    Every spoken sentence goes through here, so a sentence spoken ahead of time (a FAQ's
+    answer at start-up) has the cache key a turn will look up.
+    """
+    text = normalize_text(sentence.text, sentence.language)
+    if not text.strip():
+        return None
+    voice, tts = await voice_for(sentence)
+    request = SynthesisRequest(text=text, voice=voice, sentence_index=sentence.index,
+                               emotion=sentence.emotion, speed=speed)
+    if tts_cache is None:
+        return await tts.submit(request)
+    return await tts_cache.synthesize(tts, request, trace)
+
+
 async def speak_turn(
     sentences: AsyncIterable[Sentence],
     ctx: SpeakContext,
@@ -84,21 +103,10 @@ async def speak_turn(
         cursor_ns = frame_pts_ns(first_frame_index, ctx.fps)
         async for sentence in sentences:
             trace.mark("first_sentence")
-            text = normalize_text(sentence.text, sentence.language)
-            if not text.strip():
+            speech = await synthesize_sentence(sentence, ctx.voice_for, speed=ctx.speed,
+                                               tts_cache=ctx.tts_cache, trace=trace)
+            if speech is None:
                 continue
-            voice, tts = await ctx.voice_for(sentence)
-            request = SynthesisRequest(
-                text=text,
-                voice=voice,
-                sentence_index=sentence.index,
-                emotion=sentence.emotion,
-                speed=ctx.speed,
-            )
-            if ctx.tts_cache is None:
-                speech = await tts.submit(request)
-            else:
-                speech = await ctx.tts_cache.synthesize(tts, request, trace)
             speech = dataclasses.replace(speech, pts_ns=cursor_ns, turn_id=turn_id)
             cursor_ns += speech.duration_ns
             trace.mark("first_audio")
